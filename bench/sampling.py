@@ -1,0 +1,103 @@
+"""Benchmark: the suite's batched sampler against a naive one-prompt-at-a-time `model.generate` loop.
+
+Both run in the same process, on the same base policy and prompts, side by side (this machine is noisy,
+so only ratios measured together mean anything). Also prints a matmul-bound estimate of tokens/s for the
+model's shapes, measured in the same run.
+
+    python bench/sampling.py                       # the default profile's base policy (falls back to smoke)
+    python bench/sampling.py --policy PATH --questions 64 --n 16 --naive 32
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from ttc_utils.models import load_causal_lm
+from ttc_utils.policy import SamplingParams, TransformersPolicy
+from ttc_utils.world import WorldConfig, generate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def find_base_policy() -> str:
+    for profile in ("default", "smoke"):
+        rungs = [Path(p) for p in glob.glob(str(ROOT / "data" / "cache" / profile / "policy-*"))
+                 if (Path(p) / "train_record.json").exists()]
+        if rungs:
+            return str(min(rungs, key=lambda p: json.loads((p / "train_record.json").read_text())
+                           ["non_embedding_params"]))
+    raise SystemExit("no trained policy in data/cache/: run `make figures` (or the smoke profile) first")
+
+
+def naive_loop(model, tok, prompts: list[str], max_new_tokens: int, temperature: float):
+    """What a newcomer writes: one generate call per sample."""
+    tokens = 0
+    for p in prompts:
+        ids = tok(p, return_tensors="pt").input_ids
+        out = model.generate(ids, do_sample=True, temperature=temperature, top_k=0, max_new_tokens=max_new_tokens,
+                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        tokens += out.shape[1] - ids.shape[1]
+    return tokens
+
+
+def matmul_bound(model, seconds: float = 2.0) -> tuple[float, float]:
+    """(measured matmul GFLOP/s at the MLP's shapes, FLOPs per generated token) for this model."""
+    cfg = model.config
+    d, ff, vocab, layers = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size, cfg.num_hidden_layers
+    x, w = torch.randn(1024, d), torch.randn(d, ff)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        x @ w
+        n += 1
+    gflops = 2 * 1024 * d * ff * n / (time.perf_counter() - t0) / 1e9
+    ctx = 64  # a typical context length in the world
+    flops_per_token = 2 * layers * (4 * d * d + 3 * d * ff + 2 * ctx * d) + 2 * d * vocab
+    return gflops, flops_per_token
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--policy", default=None, help="model folder (default: the base policy in data/cache)")
+    ap.add_argument("--questions", type=int, default=64)
+    ap.add_argument("--n", type=int, default=16, help="samples per question for the batched sampler")
+    ap.add_argument("--naive", type=int, default=32, help="samples drawn by the naive loop")
+    ap.add_argument("--batch-size", type=int, default=512)
+    ap.add_argument("--max-new-tokens", type=int, default=128)
+    args = ap.parse_args()
+    path = args.policy or find_base_policy()
+    torch.set_num_threads(torch.get_num_threads())
+    prompts = [p.prompt for p in generate(WorldConfig(), args.questions, "test", seed=0)]
+    params = SamplingParams(n=args.n, temperature=1.0, max_new_tokens=args.max_new_tokens)
+    policy = TransformersPolicy.from_pretrained(path, batch_size=args.batch_size, progress=False)
+    model, tok = load_causal_lm(path)
+
+    policy.sample(prompts[:4], SamplingParams(n=2, max_new_tokens=8), seed=0)  # warm-up
+    t0 = time.perf_counter()
+    out = policy.sample(prompts, params, seed=0)
+    t_suite = time.perf_counter() - t0
+    naive_prompts = [prompts[i % len(prompts)] for i in range(args.naive)]
+    t0 = time.perf_counter()
+    naive_tokens = naive_loop(model, tok, naive_prompts, args.max_new_tokens, 1.0)
+    t_naive = time.perf_counter() - t0
+    gflops, fpt = matmul_bound(model)
+
+    suite_sps, naive_sps = len(out) / t_suite, args.naive / t_naive
+    suite_tps, naive_tps = out.num_tokens.sum() / t_suite, naive_tokens / t_naive
+    bound_tps = gflops * 1e9 / fpt
+    print(f"policy: {path} ({policy.non_embedding_params:,} non-embedding params), "
+          f"{torch.get_num_threads()} threads")
+    print(f"{'sampler':<34}{'samples':>9}{'samples/s':>12}{'tokens/s':>12}")
+    print(f"{'suite (batched generate)':<34}{len(out):>9}{suite_sps:>12.1f}{suite_tps:>12.0f}")
+    print(f"{'naive (generate, one at a time)':<34}{args.naive:>9}{naive_sps:>12.1f}{naive_tps:>12.0f}")
+    print(f"speed-up suite / naive: {suite_sps / naive_sps:.1f}x samples/s, {suite_tps / naive_tps:.1f}x tokens/s")
+    print(f"matmul-bound estimate: {gflops:.1f} GFLOP/s at the MLP's shapes, {fpt / 1e6:.2f} MFLOP per token "
+          f"-> {bound_tps:,.0f} tokens/s; suite reaches {suite_tps / bound_tps:.1%} of it")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from ttc_utils.models import ModelSize, build_policy, check_model_path, count_params, load_causal_lm
+from ttc_utils.tokenizer import build_tokenizer
+
+
+def test_save_load_round_trip_gives_identical_logits(tmp_path):
+    tok = build_tokenizer()
+    model = build_policy(ModelSize(32, 2, 2), tok, max_len=64, seed=1).eval()
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    ids = AutoTokenizer.from_pretrained(tmp_path)("Q:1+2\n3\nA:3\n", return_tensors="pt").input_ids
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, loaded(ids).logits)
+
+
+@pytest.mark.parametrize("size", [ModelSize(16, 1, 2), ModelSize(48, 2, 3), ModelSize(128, 4, 8)])
+def test_non_embedding_parameter_formula_matches_the_model(size):
+    model = build_policy(size, build_tokenizer(), max_len=64, seed=0)
+    assert count_params(model) == size.non_embedding_params
+
+
+def test_initialisation_is_deterministic():
+    tok = build_tokenizer()
+    a = build_policy(ModelSize(16, 1, 2), tok, 64, seed=5)
+    b = build_policy(ModelSize(16, 1, 2), tok, 64, seed=5)
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+
+
+def test_missing_model_path_is_a_clear_error(tmp_path, tiny_policy_dir):
+    with pytest.raises(FileNotFoundError, match="policy_path"):
+        check_model_path("policy_path", str(tmp_path / "nope"))
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        check_model_path("policy_path", str(tmp_path))
+    with pytest.raises(ValueError, match="policy_path"):
+        check_model_path("policy_path", "")
+    assert check_model_path("policy_path", "Qwen/Qwen2.5-Math-1.5B-Instruct")  # a hub id is accepted
+    assert check_model_path("policy_path", str(tiny_policy_dir))
+    with pytest.raises(FileNotFoundError, match="model_path"):
+        load_causal_lm("./no/such/model")

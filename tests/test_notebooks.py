@@ -1,0 +1,35 @@
+"""Every notebook runs end to end through papermill with the smoke profile, and is committed stripped."""
+import json
+
+import nbformat
+import pytest
+
+from ttc_utils.run import NOTEBOOKS_DIR, notebook_names, run_notebook
+
+FIGURES = NOTEBOOKS_DIR.parent / "figures" / "smoke"
+
+
+@pytest.mark.parametrize("name", notebook_names())
+def test_notebook_is_committed_without_outputs_and_has_one_parameters_cell(name):
+    nb = nbformat.read(NOTEBOOKS_DIR / f"{name}.ipynb", as_version=4)
+    assert nb.metadata.kernelspec.name == "python3"
+    assert sum("parameters" in c.metadata.get("tags", []) for c in nb.cells) == 1
+    for c in nb.cells:
+        if c.cell_type == "code":
+            assert not c.outputs and c.execution_count is None
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_00_world_smoke(tmp_path):
+    out = run_notebook("00_world", "smoke", out_dir=tmp_path, progress=False)
+    nb = nbformat.read(out, as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    for stem in ("nb00_training_loss", "nb00_greedy_accuracy", "nb00_pass1_hist"):
+        for ext in ("png", "pdf", "json"):
+            assert (FIGURES / f"{stem}.{ext}").stat().st_size > 0
+    hist = json.loads((FIGURES / "nb00_pass1_hist.json").read_text())
+    assert sum(b["questions"] for b in hist["buckets"]) == len(hist["per_question"])
+    greedy = json.loads((FIGURES / "nb00_greedy_accuracy.json").read_text())
+    assert {g["model"] for g in greedy} == {"d16l1", "d32l1", "d48l1", "d64l1"}

@@ -1,0 +1,54 @@
+"""Ladder training: same tokens for every rung, equal-length batches, records, cache reuse."""
+import pandas as pd
+
+from ttc_utils.cache import Cache
+from ttc_utils.models import ModelSize
+from ttc_utils.tokenizer import build_tokenizer
+from ttc_utils.training import TrainConfig, collate_solution_loss, pretraining_corpus, train_ladder
+from ttc_utils.world import WorldConfig
+
+
+def test_corpus_has_the_token_budget_and_equal_length_batches():
+    tok = build_tokenizer()
+    ids, prompt_lens = pretraining_corpus(WorldConfig(), tok, tokens=20_000, batch_size=8, seed=0)
+    total = sum(map(len, ids))
+    assert 20_000 <= total < 20_000 + 200
+    assert all(r[0] == tok.bos_token_id and r[-1] == tok.eos_token_id for r in ids)
+    # each full batch of 8 holds one chain length: the number of lines is constant within it
+    lines = [tok.decode(r, skip_special_tokens=True).count("\n") for r in ids]
+    full = len(ids) // 8 * 8
+    batches = [set(lines[i:i + 8]) for i in range(0, full, 8)]
+    assert sum(len(b) == 1 for b in batches) >= 0.9 * len(batches)
+    again, _ = pretraining_corpus(WorldConfig(), tok, tokens=20_000, batch_size=8, seed=0)
+    assert again == ids
+
+
+def test_collator_puts_loss_on_solution_tokens_only():
+    tok = build_tokenizer()
+    ids, prompt_lens = pretraining_corpus(WorldConfig(), tok, tokens=500, batch_size=4, seed=0)
+    batch = collate_solution_loss(tok.pad_token_id)([{"input_ids": i, "prompt_len": p}
+                                                     for i, p in zip(ids[:4], prompt_lens[:4])])
+    for row, labels, mask, src, plen in zip(batch["input_ids"], batch["labels"], batch["attention_mask"],
+                                            ids[:4], prompt_lens[:4]):
+        start = len(row) - len(src)
+        assert row[start:].tolist() == src and mask.sum() == len(src)
+        assert (labels[:start + plen] == -100).all()
+        assert labels[start + plen:].tolist() == src[plen:]
+        assert tok.decode(src[:plen], skip_special_tokens=True).startswith("Q:")
+        assert tok.decode(src[:plen], skip_special_tokens=True).endswith("\n")
+
+
+def test_train_ladder_records_and_reuses_the_cache(tmp_path, capsys):
+    cache = Cache(tmp_path)
+    sizes = [ModelSize(32, 1, 2), ModelSize(16, 1, 1)]
+    cfg = TrainConfig(tokens=3_000, batch_size=8)
+    ladder, curves = train_ladder(cache, WorldConfig(max_steps=3), sizes, cfg, disable_tqdm=True)
+    assert list(ladder.name) == ["d16l1", "d32l1"]  # sorted by size
+    assert (ladder.tokens == ladder.tokens.iloc[0]).all() and ladder.tokens.iloc[0] >= 3_000
+    assert (ladder.train_flops == 6 * ladder.non_embedding_params * ladder.tokens).all()
+    assert (ladder.wall_s > 0).all()
+    assert set(curves.name) == {"d16l1", "d32l1"} and curves.loss.notna().all()
+    assert "training d16l1" in capsys.readouterr().out
+    again, _ = train_ladder(cache, WorldConfig(max_steps=3), sizes, cfg, disable_tqdm=True)
+    assert "training" not in capsys.readouterr().out  # reused, not retrained
+    pd.testing.assert_frame_equal(ladder, again)

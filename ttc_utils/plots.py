@@ -1,0 +1,66 @@
+"""One figure style for the suite and one save helper that writes PNG, PDF and the JSON of plotted numbers.
+
+    set_style()
+    fig, ax = plt.subplots()
+    ...
+    savefig(fig, "nb00_training_loss", data=curves, figures_dir="figures")
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+# One fixed colour and marker per method, shared by every figure of the suite.
+PALETTE = sns.color_palette("colorblind", 10)
+METHOD_STYLE = {
+    "majority": (PALETTE[0], "o"),
+    "best_of_n": (PALETTE[1], "s"),
+    "best_of_n_weighted": (PALETTE[2], "^"),
+    "beam": (PALETTE[3], "D"),
+    "lookahead": (PALETTE[4], "v"),
+    "revisions": (PALETTE[5], "P"),
+    "compute_optimal": (PALETTE[6], "*"),
+    "pass_at_n": (PALETTE[7], "x"),
+}
+
+
+def set_style() -> None:
+    """Seaborn paper context, colour-blind palette, editable (Type 42) fonts in PDFs."""
+    sns.set_theme(context="paper", style="whitegrid", palette="colorblind", font_scale=1.2)
+    matplotlib.rcParams.update({"pdf.fonttype": 42, "ps.fonttype": 42, "figure.dpi": 110,
+                                "savefig.dpi": 150, "savefig.bbox": "tight"})
+
+
+def size_palette(names: list[str]) -> dict:
+    """Colours for model sizes, light (small) to dark (large)."""
+    return dict(zip(names, sns.color_palette("flare", len(names))))
+
+
+def _jsonable(data):
+    if isinstance(data, pd.DataFrame):
+        return data.replace({np.nan: None}).to_dict(orient="records")
+    if isinstance(data, pd.Series):
+        return _jsonable(data.to_frame())
+    if isinstance(data, dict):
+        return {str(k): _jsonable(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_jsonable(v) for v in data]
+    if isinstance(data, np.generic):
+        return data.item()
+    return data
+
+
+def savefig(fig, name: str, data, figures_dir: str | Path = "figures") -> Path:
+    """Write `<figures_dir>/<name>.png`, `.pdf` and `.json` (the numbers the figure plots)."""
+    out = Path(figures_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out / f"{name}.png")
+    fig.savefig(out / f"{name}.pdf")
+    (out / f"{name}.json").write_text(json.dumps(_jsonable(data), indent=1, default=str))
+    return out / f"{name}.png"

@@ -1,0 +1,130 @@
+"""The policy interface: sample n completions per prompt, with token counts and finish reasons.
+
+One interface for every backend (DESIGN.md §5). `TransformersPolicy` runs any causal LM folder or hub
+id through the transformers `generate` on CPU or GPU, batched over prompts and samples; a vLLM backend
+will implement the same `sample` method.
+
+    policy = TransformersPolicy.from_pretrained("data/cache/default/policy-d48l2-…")
+    out = policy.sample(["Q:1+2\\n"], SamplingParams(n=4, temperature=1.0), seed=0)
+    out[["prompt_index", "sample_index", "text", "num_tokens", "finish_reason"]]
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .models import count_params, load_causal_lm
+
+FINISH_REASONS = ("stop", "length")  # stop: eos or a stop string was produced; length: max_new_tokens hit
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    n: int = 1  # completions per prompt
+    temperature: float = 1.0  # 0 means greedy decoding
+    top_p: float = 1.0  # nucleus sampling mass
+    max_new_tokens: int = 128  # generation cap per completion
+    stop: tuple[str, ...] = ()  # stop strings, e.g. ("\n",) to stop at a step boundary
+
+    def __post_init__(self):
+        if not isinstance(self.n, int) or self.n < 1:
+            raise ValueError(f"n={self.n!r} is not allowed: expected an int >= 1")
+        if not self.temperature >= 0:
+            raise ValueError(f"temperature={self.temperature!r} is not allowed: expected a float >= 0")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p={self.top_p!r} is not allowed: expected a float in (0, 1]")
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens={self.max_new_tokens!r} is not allowed: expected an int >= 1")
+
+
+def derive_seed(*parts) -> int:
+    """A 63-bit seed from any parts (seed, chunk index, name...), stable across runs and platforms."""
+    blob = "/".join(map(str, parts)).encode()
+    return int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), "big") >> 1
+
+
+class Policy(Protocol):
+    name: str
+    non_embedding_params: int
+
+    def sample(self, prompts: list[str], params: SamplingParams, seed: int) -> pd.DataFrame:
+        """One row per (prompt_index, sample_index): text, num_tokens, finish_reason."""
+
+
+class TransformersPolicy:
+    """A causal LM sampled with transformers `generate`, many sequences per call.
+
+    Prompts are expanded n times, sorted by length (less padding) and cut into batches of
+    `batch_size` sequences; each batch draws from its own generator state derived from `seed`,
+    so results depend only on (prompts, params, seed, batch_size).
+    """
+
+    def __init__(self, model, tokenizer, name: str = "policy", batch_size: int = 512, progress: bool = True):
+        self.model, self.tokenizer, self.name = model, tokenizer, name
+        self.batch_size, self.progress = batch_size, progress
+        self.non_embedding_params = count_params(model)
+
+    @classmethod
+    def from_pretrained(cls, path: str, device: str = "cpu", **kw) -> "TransformersPolicy":
+        model, tokenizer = load_causal_lm(path, device)
+        return cls(model, tokenizer, name=kw.pop("name", str(path).rstrip("/").split("/")[-1]), **kw)
+
+    @torch.inference_mode()
+    def sample(self, prompts: list[str], params: SamplingParams, seed: int) -> pd.DataFrame:
+        jobs = [(p, s) for p in range(len(prompts)) for s in range(params.n)]
+        enc = self.tokenizer(list(prompts)).input_ids
+        jobs.sort(key=lambda j: (len(enc[j[0]]), j[0], j[1]))
+        rows = []
+        batches = [jobs[i:i + self.batch_size] for i in range(0, len(jobs), self.batch_size)]
+        for b, batch in enumerate(tqdm(batches, desc=f"sampling {self.name}", disable=not self.progress or None,
+                                       leave=False)):
+            texts, counts, reasons = self._generate([enc[p] for p, _ in batch], params, derive_seed(seed, b))
+            rows += [(p, s, t, c, r) for (p, s), t, c, r in zip(batch, texts, counts, reasons)]
+        df = pd.DataFrame(rows, columns=["prompt_index", "sample_index", "text", "num_tokens", "finish_reason"])
+        return df.sort_values(["prompt_index", "sample_index"], ignore_index=True)
+
+    def _generate(self, ids: list[list[int]], params: SamplingParams, seed: int):
+        tok, device = self.tokenizer, self.model.device
+        width = max(map(len, ids))
+        input_ids = torch.full((len(ids), width), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for i, row in enumerate(ids):  # left padding: every prompt ends at the last column
+            input_ids[i, width - len(row):] = torch.tensor(row)
+            mask[i, width - len(row):] = 1
+        greedy = params.temperature == 0
+        kwargs = dict(do_sample=not greedy, max_new_tokens=params.max_new_tokens,
+                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        if not greedy:
+            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
+        if params.stop:
+            kwargs.update(stop_strings=list(params.stop), tokenizer=tok)
+        torch.manual_seed(seed)
+        out = self.model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device), **kwargs)
+        new = out[:, width:].cpu().numpy()
+        return self._finish(new, params)
+
+    def _finish(self, new: np.ndarray, params: SamplingParams):
+        """Cut each generated row at its end (eos or stop string), count its tokens, name the reason."""
+        tok = self.tokenizer
+        texts, counts, reasons = [], [], []
+        for row in new:
+            row = row.tolist()
+            end = row.index(tok.eos_token_id) + 1 if tok.eos_token_id in row else None
+            if end is None:  # no eos: finished sequences are padded after a stop string
+                end = len(row)
+                while end > 0 and row[end - 1] == tok.pad_token_id and tok.pad_token_id != tok.eos_token_id:
+                    end -= 1
+            text = tok.decode(row[:end], skip_special_tokens=True)
+            stopped = end < len(row) or (row[end - 1] == tok.eos_token_id) if end else False
+            if params.stop and not stopped:
+                stopped = any(text.endswith(s) for s in params.stop)
+            texts.append(text)
+            counts.append(end)
+            reasons.append("stop" if stopped else "length")
+        return texts, counts, reasons

@@ -1,0 +1,210 @@
+"""The embedded world: a synthetic step-by-step arithmetic task with ground truth for every step.
+
+A problem is a chain of operations evaluated left to right modulo `modulus`:
+
+    Q:37+45*3-8        <- the prompt (question line)
+    82*3-8             <- one solution step per line: the leftmost operation evaluated
+    46-8
+    38
+    A:38               <- the final-answer line
+
+Difficulty rises with the number of steps, the operand size and the share of multiplications.
+Train and test splits are disjoint by construction: a question's split is a hash of its text.
+
+    from ttc_utils.world import WorldConfig, generate
+    problems = generate(WorldConfig(), n=5, split="test", seed=0)
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+OPS = "+-*"
+TEST_FRACTION = 0.1  # share of the question space that belongs to the test split
+_ANSWER_RE = re.compile(r"^A:(\d+)$")
+_STEP_RE = re.compile(r"^(\d+)([+\-*])(\d+)=(\d+)$")
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    min_steps: int = 1  # fewest operations in a chain
+    max_steps: int = 8  # most operations in a chain
+    modulus: int = 100  # every intermediate result is taken modulo this
+    max_operand: int = 99  # operands of + and - are drawn from 1..max_operand
+    max_multiplier: int = 9  # operands of * are drawn from 2..max_multiplier
+    ops: str = "+-*"  # the operation mix; each step draws one uniformly
+
+    def __post_init__(self):
+        _check(isinstance(self.min_steps, int) and self.min_steps >= 1, "min_steps", self.min_steps, "an int >= 1")
+        _check(isinstance(self.max_steps, int) and self.max_steps >= self.min_steps, "max_steps", self.max_steps,
+               f"an int >= min_steps ({self.min_steps})")
+        _check(isinstance(self.modulus, int) and self.modulus >= 2, "modulus", self.modulus, "an int >= 2")
+        _check(isinstance(self.max_operand, int) and self.max_operand >= 1, "max_operand", self.max_operand, "an int >= 1")
+        _check(isinstance(self.max_multiplier, int) and self.max_multiplier >= 2, "max_multiplier",
+               self.max_multiplier, "an int >= 2")
+        _check(isinstance(self.ops, str) and len(self.ops) > 0 and set(self.ops) <= set(OPS)
+               and len(set(self.ops)) == len(self.ops), "ops", self.ops, f"distinct characters from {OPS!r}")
+
+
+def _check(ok: bool, name: str, value, allowed: str):
+    if not ok:
+        raise ValueError(f"{name}={value!r} is not allowed: expected {allowed}")
+
+
+@dataclass(frozen=True)
+class Problem:
+    qid: str  # stable id: a hash of the question text
+    question: str  # e.g. "37+45*3-8"
+    steps: tuple[str, ...] = field(repr=False)  # reference solution lines, e.g. ("37+45=82", ...)
+    answer: int = 0
+    num_steps: int = 0
+    num_mul: int = 0  # how many of the steps are multiplications
+
+    @property
+    def prompt(self) -> str:
+        return f"Q:{self.question}\n"
+
+    @property
+    def solution(self) -> str:
+        """The reference completion: steps and the final-answer line."""
+        return "".join(s + "\n" for s in self.steps) + f"A:{self.answer}\n"
+
+    @property
+    def text(self) -> str:
+        return self.prompt + self.solution
+
+
+def _apply(op: str, a: int, b: int, modulus: int) -> int:
+    if op == "+":
+        return (a + b) % modulus
+    if op == "-":
+        return (a - b) % modulus
+    return (a * b) % modulus
+
+
+def _hash(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+
+
+def split_of(question: str) -> str:
+    """'test' for a fixed ~10% of all questions, 'train' for the rest; a pure function of the text."""
+    return "test" if _hash(question) % 1000 < TEST_FRACTION * 1000 else "train"
+
+
+def make_problem(start: int, ops: list[tuple[str, int]], modulus: int = 100) -> Problem:
+    """Build a problem from its start value and (op, operand) pairs, computing every step.
+
+    Each step rewrites the expression with its leftmost operation evaluated, so a step only needs
+    the line above it (a tiny model learns this local rule in far fewer updates than looking up
+    the k-th operation of the question).
+    """
+    terms = [f"{op}{b}" for op, b in ops]
+    question = str(start) + "".join(terms)
+    steps, value = [], start
+    for i, (op, b) in enumerate(ops):
+        value = _apply(op, value, b, modulus)
+        steps.append(str(value) + "".join(terms[i + 1:]))
+    return Problem(qid=f"{_hash(question):016x}", question=question, steps=tuple(steps), answer=value,
+                   num_steps=len(ops), num_mul=sum(op == "*" for op, _ in ops))
+
+
+def _draw(cfg: WorldConfig, rng: np.random.Generator, num_steps: int) -> Problem:
+    start = int(rng.integers(0, cfg.modulus))
+    ops = []
+    for _ in range(num_steps):
+        op = cfg.ops[int(rng.integers(len(cfg.ops)))]
+        hi = cfg.max_multiplier if op == "*" else cfg.max_operand
+        lo = 2 if op == "*" else 1
+        ops.append((op, int(rng.integers(lo, hi + 1))))
+    return make_problem(start, ops, cfg.modulus)
+
+
+def generate(cfg: WorldConfig, n: int, split: str, seed: int, unique: bool = True) -> list[Problem]:
+    """Draw `n` problems of one split, deterministically from `seed`.
+
+    The number of steps is uniform over [min_steps, max_steps]. With `unique`, no question repeats
+    (use it for test sets; pretraining data may repeat short questions, as any corpus does).
+    """
+    _check(split in ("train", "test"), "split", split, "'train' or 'test'")
+    _check(isinstance(n, int) and n >= 0, "n", n, "an int >= 0")
+    rng = np.random.default_rng([seed, 0 if split == "train" else 1])
+    out, seen, tries = [], set(), 0
+    while len(out) < n:
+        tries += 1
+        if tries > 100 * n + 10_000:
+            raise ValueError(f"n={n} is not allowed: the world has too few distinct {split} questions "
+                             f"for {cfg}; lower n or widen the world")
+        p = _draw(cfg, rng, int(rng.integers(cfg.min_steps, cfg.max_steps + 1)))
+        if split_of(p.question) != split or (unique and p.question in seen):
+            continue
+        seen.add(p.question)
+        out.append(p)
+    return out
+
+
+def extract_answer(text) -> int | None:
+    """The integer on the first final-answer line ('A:<digits>'), or None if there is none.
+
+    Never raises: anything that is not a well-formed answer is 'no answer'.
+    """
+    if not isinstance(text, str):
+        return None
+    for line in text.split("\n"):
+        if line.startswith("A:"):
+            m = _ANSWER_RE.match(line)
+            if m is None or len(m.group(1)) > 9:
+                return None
+            return int(m.group(1))
+    return None
+
+
+def grade(text, answer: int) -> bool:
+    """True iff the completion's final answer equals `answer`; garbage counts as wrong, never raises."""
+    got = extract_answer(text)
+    return got is not None and got == answer
+
+
+def solution_steps(text) -> list[str]:
+    """The step lines of a completion: every line before the final-answer line (or the end)."""
+    if not isinstance(text, str):
+        return []
+    steps = []
+    for line in text.split("\n"):
+        if line.startswith("A:"):
+            break
+        if line:
+            steps.append(line)
+    return steps
+
+
+def step_labels(problem: Problem, text) -> list[bool]:
+    """Per step line of `text`: True iff this step and all before it match the reference solution.
+
+    This is the ground truth a process reward model should learn: a step is good when the
+    solution is still on the one correct path after it.
+    """
+    labels, ok = [], True
+    for i, line in enumerate(solution_steps(text)):
+        ok = ok and i < len(problem.steps) and line == problem.steps[i]
+        labels.append(ok)
+    return labels
+
+
+def first_error(problem: Problem, text) -> int | None:
+    """Index of the first wrong step line, or None if every step line is right."""
+    for i, good in enumerate(step_labels(problem, text)):
+        if not good:
+            return i
+    return None
+
+
+def step_is_valid(line: str, modulus: int = 100) -> bool:
+    """True iff `line` is a well-formed, arithmetically correct step (regardless of the problem)."""
+    m = _STEP_RE.match(line) if isinstance(line, str) else None
+    if m is None:
+        return False
+    a, op, b, c = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
+    return _apply(op, a, b, modulus) == c
