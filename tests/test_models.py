@@ -15,7 +15,8 @@ def test_save_load_round_trip_gives_identical_logits(tmp_path):
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
     ids = AutoTokenizer.from_pretrained(tmp_path)("Q:1+2\n3\nA:3\n", return_tensors="pt").input_ids
     with torch.no_grad():
-        assert torch.equal(model(ids).logits, loaded(ids).logits)
+        torch.testing.assert_close(model(ids).logits, loaded(ids).logits, rtol=1e-5, atol=1e-6)
+    assert loaded.config.use_cache  # training switches the KV cache off; the saved model must have it on
 
 
 @pytest.mark.parametrize("size", [ModelSize(16, 1, 2), ModelSize(48, 2, 3), ModelSize(128, 4, 8)])

@@ -3,7 +3,7 @@ from hypothesis import strategies as st
 import pytest
 
 from ttc_utils.world import (WorldConfig, extract_answer, first_error, generate, grade, make_problem,
-                             solution_steps, split_of, step_labels)
+                             max_solution_chars, solution_steps, split_of, step_labels)
 
 CFG = WorldConfig()
 
@@ -15,6 +15,13 @@ def test_make_problem_evaluates_left_to_right_mod_100():
     assert p.answer == 38 and p.num_steps == 3 and p.num_mul == 1
     assert p.text == "Q:37+45*3-8\n82*3-8\n46-8\n38\nA:38\n"
     assert make_problem(5, [("-", 55)]).answer == 50
+
+
+def test_max_solution_chars_bounds_every_solution():
+    for cfg in (WorldConfig(), WorldConfig(modulus=100, max_operand=99, max_steps=5)):
+        bound = max_solution_chars(cfg)
+        longest = max(len(p.solution) for p in generate(cfg, 3000, "train", seed=0, unique=False))
+        assert longest <= bound <= longest + 12
 
 
 def test_generator_is_deterministic_and_seed_dependent():

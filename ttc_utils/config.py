@@ -44,6 +44,7 @@ class WorldNotebookConfig:
     seed: int  # drives the world, the corpus order, initialisation and sampling
     min_steps: int  # fewest operations per question
     max_steps: int  # most operations per question
+    modulus: int  # every intermediate result is taken modulo this
     max_operand: int  # largest operand of + and -
     max_multiplier: int  # largest operand of *
     ops: str  # operation mix
@@ -93,7 +94,8 @@ class WorldNotebookConfig:
         return cls.from_params({f.name: ns[f.name] for f in fields(cls) if f.name in ns})
 
     def world(self) -> WorldConfig:
-        return WorldConfig(min_steps=self.min_steps, max_steps=self.max_steps, max_operand=self.max_operand,
+        return WorldConfig(min_steps=self.min_steps, max_steps=self.max_steps, modulus=self.modulus,
+                           max_operand=self.max_operand,
                            max_multiplier=self.max_multiplier, ops=self.ops)
 
     def sizes(self) -> list[ModelSize]:

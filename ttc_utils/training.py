@@ -135,6 +135,7 @@ def train_policy(size: ModelSize, corpus: tuple[list[list[int]], list[int]], tok
     t0 = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - t0
+    model.config.use_cache = True  # the Trainer turns it off; sampling needs the KV cache
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     n = count_params(model)

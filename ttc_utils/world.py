@@ -1,6 +1,6 @@
 """The embedded world: a synthetic step-by-step arithmetic task with ground truth for every step.
 
-A problem is a chain of operations evaluated left to right modulo `modulus`:
+A problem is a chain of operations evaluated left to right modulo `modulus` (here 100):
 
     Q:37+45*3-8        <- the prompt (question line)
     82*3-8             <- one solution step per line: the leftmost operation evaluated
@@ -9,6 +9,9 @@ A problem is a chain of operations evaluated left to right modulo `modulus`:
     A:38               <- the final-answer line
 
 Difficulty rises with the number of steps, the operand size and the share of multiplications.
+The default world is single-digit arithmetic mod 10 (e.g. `Q:7+5*3-8`, steps `2*3-8`, `6-8`, `8`):
+multi-digit arithmetic is out of reach of CPU-trainable models in minutes, while chains of up to
+8 steps still spread the policy's per-question pass@1 over the whole 0-1 range.
 Train and test splits are disjoint by construction: a question's split is a hash of its text.
 
     from ttc_utils.world import WorldConfig, generate
@@ -32,8 +35,8 @@ _STEP_RE = re.compile(r"^(\d+)([+\-*])(\d+)=(\d+)$")
 class WorldConfig:
     min_steps: int = 1  # fewest operations in a chain
     max_steps: int = 8  # most operations in a chain
-    modulus: int = 100  # every intermediate result is taken modulo this
-    max_operand: int = 99  # operands of + and - are drawn from 1..max_operand
+    modulus: int = 10  # every intermediate result is taken modulo this
+    max_operand: int = 9  # operands of + and - are drawn from 1..max_operand
     max_multiplier: int = 9  # operands of * are drawn from 2..max_multiplier
     ops: str = "+-*"  # the operation mix; each step draws one uniformly
 
@@ -143,6 +146,17 @@ def generate(cfg: WorldConfig, n: int, split: str, seed: int, unique: bool = Tru
         seen.add(p.question)
         out.append(p)
     return out
+
+
+def max_solution_chars(cfg: WorldConfig) -> int:
+    """An upper bound on the length of a correct solution (steps and answer line), in characters.
+
+    With one token per character it bounds a sampler's max_new_tokens: longer samples are garbage.
+    """
+    num = len(str(cfg.modulus - 1))
+    term = 1 + max(len(str(cfg.max_operand)), len(str(cfg.max_multiplier)))
+    k = cfg.max_steps
+    return sum(num + (k - j) * term + 1 for j in range(1, k + 1)) + 2 + num + 1
 
 
 def extract_answer(text) -> int | None:
