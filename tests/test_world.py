@@ -13,7 +13,7 @@ def test_make_problem_evaluates_left_to_right_mod_100():
     assert p.question == "37+45*3-8"
     assert p.steps == ("82*3-8", "46-8", "38")
     assert p.answer == 38 and p.num_steps == 3 and p.num_mul == 1
-    assert p.text == "Q:37+45*3-8\n82*3-8\n46-8\n38\nA:38\n"
+    assert p.text == "Q:\n37+45*3-8\n82*3-8\n46-8\n38\nA:38\n"
     assert make_problem(5, [("-", 55)]).answer == 50
 
 

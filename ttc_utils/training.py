@@ -29,7 +29,8 @@ class TrainConfig:
     tokens: int = 4_000_000  # pretraining tokens every rung sees (non-pad tokens, bos/eos included)
     batch_size: int = 64  # problems per optimizer step
     learning_rate: float = 3e-3  # peak AdamW learning rate (tiny models like large ones)
-    warmup: float = 0.03  # share of steps with linear warm-up, then cosine decay
+    warmup_steps: int = 50  # linear warm-up steps (a count, not a share, so a run's start never depends on its length)
+    schedule: str = "constant_with_warmup"  # learning-rate schedule after warm-up (a transformers SchedulerType)
     weight_decay: float = 0.1
     max_len: int = 160  # context length of the models (a full 8-step problem is ~110 characters)
     seed: int = 0  # corpus order and initialisation
@@ -77,26 +78,27 @@ def collate_solution_loss(pad_id: int):
 
 def pretraining_corpus(world: WorldConfig, tokenizer, tokens: int, batch_size: int, seed: int
                        ) -> tuple[list[list[int]], list[int]]:
-    """(token ids, prompt lengths) of train-split problems (bos + text + eos), `tokens` tokens in all.
+    """(token ids, prompt lengths) of train-split problems (bos + text + eos), about `tokens` tokens.
 
-    Problems are ordered so that each run of `batch_size` consecutive problems has one chain length
-    (equal-length batches gave 1.8x the useful tokens/s of random ones), batches in a seeded random order.
+    Problems come in blocks; each block is cut into batches of `batch_size` problems of one chain length
+    (equal-length batches gave 1.8x the useful tokens/s of random ones), shuffled within the block, and
+    batches are taken until `tokens` is reached. A shorter corpus is thus a prefix of a longer one: with
+    a constant learning rate, training on T tokens is the same run as the first T tokens of a longer one.
     """
-    problems, total, block = [], 0, 0
+    batches, total, block = [], 0, 0
     while total < tokens:
+        by_len: dict[int, list] = {}
         for p in generate(world, 20_000, "train", seed=seed * 1_000 + block, unique=False):
-            problems.append(p)
-            total += len(p.text) + 2  # bos and eos
+            by_len.setdefault(p.num_steps, []).append(p)
+        full = [g[i:i + batch_size] for _, g in sorted(by_len.items())
+                for i in range(0, len(g) - batch_size + 1, batch_size)]  # leftovers of a block are dropped
+        for b in np.random.default_rng([seed, block]).permutation(len(full)):
+            batches.append(full[b])
+            total += sum(len(p.text) + 2 for p in full[b])  # one token per character, plus bos and eos
             if total >= tokens:
                 break
         block += 1
-    by_len: dict[int, list] = {}
-    for p in problems:
-        by_len.setdefault(p.num_steps, []).append(p)
-    batches = [group[i:i + batch_size] for _, group in sorted(by_len.items())
-               for i in range(0, len(group), batch_size)]
-    order = np.random.default_rng([seed, 7]).permutation(len(batches))
-    problems = [p for b in order for p in batches[b]]
+    problems = [p for b in batches for p in b]
     ids = [row + [tokenizer.eos_token_id] for row in tokenizer([p.text for p in problems]).input_ids]
     return ids, [1 + len(p.prompt) for p in problems]  # bos + one token per character
 
@@ -123,7 +125,7 @@ def train_policy(size: ModelSize, corpus: tuple[list[list[int]], list[int]], tok
     log = _LossLog(tokens / steps)
     args = TrainingArguments(
         output_dir=str(out_dir / "trainer"), per_device_train_batch_size=cfg.batch_size, num_train_epochs=1,
-        learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup, lr_scheduler_type="cosine",
+        learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps, lr_scheduler_type=cfg.schedule,
         weight_decay=cfg.weight_decay, adam_beta2=0.98, max_grad_norm=1.0,
         logging_steps=max(1, steps // 50), save_strategy="no", report_to="none", use_cpu=True,
         seed=cfg.seed, data_seed=cfg.seed, dataloader_num_workers=0, remove_unused_columns=False,
@@ -159,7 +161,7 @@ def train_ladder(cache: Cache, world: WorldConfig, sizes: list[ModelSize], cfg: 
     corpus = None
     records, curves = [], []
     for size in sorted(sizes, key=lambda s: s.non_embedding_params):
-        params = {"world": asdict(world), "size": asdict(size), "train": asdict(cfg), "arch": "llama-v1"}
+        params = {"world": asdict(world), "size": asdict(size), "train": asdict(cfg), "arch": "llama-v3"}
         with cache.model_dir(f"policy-{size.name}", params) as (final, work):
             if work is not None:
                 if corpus is None:

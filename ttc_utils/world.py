@@ -2,7 +2,8 @@
 
 A problem is a chain of operations evaluated left to right modulo `modulus` (here 100):
 
-    Q:37+45*3-8        <- the prompt (question line)
+    Q:                 <- the prompt: a header line and the question line
+    37+45*3-8
     82*3-8             <- one solution step per line: the leftmost operation evaluated
     46-8
     38
@@ -68,7 +69,9 @@ class Problem:
 
     @property
     def prompt(self) -> str:
-        return f"Q:{self.question}\n"
+        # The question gets a line of its own, laid out like every step line, so that one rule
+        # ("evaluate the leftmost operation of the line above") covers every step, the first included.
+        return f"Q:\n{self.question}\n"
 
     @property
     def solution(self) -> str:
