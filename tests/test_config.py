@@ -3,7 +3,7 @@ import papermill as pm
 import pytest
 import yaml
 
-from ttc_utils.config import PARAMS_DIR, PROFILES, WorldNotebookConfig, load_profile
+from ttc_utils.config import PARAMS_DIR, PROFILES, PoolNotebookConfig, WorldNotebookConfig, load_profile
 from ttc_utils.run import NOTEBOOKS_DIR, notebook_names, run_notebook
 
 
@@ -32,6 +32,19 @@ def test_bad_parameter_is_a_clear_error_naming_it(name, value):
     params = {**default_params(), name: value}
     with pytest.raises((ValueError, FileNotFoundError), match=name):
         WorldNotebookConfig.from_params(params)
+
+
+@pytest.mark.parametrize("name,value", [("pool_size", 0), ("num_shards", 0), ("shard", 3), ("shard", -1),
+                                        ("num_bins", 0), ("num_bins", 11), ("num_bins", 2.5), ("num_subsets", 0)])
+def test_bad_pool_parameter_is_a_clear_error_naming_it(name, value):
+    params = {**load_profile("default", "01_difficulty_bins"), name: value}
+    with pytest.raises(ValueError, match=name):
+        PoolNotebookConfig.from_params(params)
+
+
+def test_pool_budgets_are_powers_of_two_up_to_the_pool():
+    cfg = PoolNotebookConfig.from_params(load_profile("default", "01_difficulty_bins"))
+    assert cfg.budgets() == [1, 2, 4, 8, 16, 32, 64, 128, 256]
 
 
 def test_unknown_or_missing_parameter_names_fail():

@@ -33,3 +33,21 @@ def test_00_world_smoke(tmp_path):
     assert sum(b["questions"] for b in hist["buckets"]) == len(hist["per_question"])
     greedy = json.loads((FIGURES / "nb00_greedy_accuracy.json").read_text())
     assert {g["model"] for g in greedy} == {"d16l1", "d32l1", "d48l1", "d64l1"}
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_01_difficulty_bins_smoke(tmp_path):
+    out = run_notebook("01_difficulty_bins", "smoke", out_dir=tmp_path, progress=False)
+    nb = nbformat.read(out, as_version=4)
+    assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    for stem in ("nb01_pass1_bins", "nb01_coverage_majority", "nb01_ladder_per_bin"):
+        for ext in ("png", "pdf", "json"):
+            assert (FIGURES / f"{stem}.{ext}").stat().st_size > 0
+    bins = json.loads((FIGURES / "nb01_pass1_bins.json").read_text())
+    assert sum(b["questions"] for b in bins["bins"]) == 32
+    curves = json.loads((FIGURES / "nb01_coverage_majority.json").read_text())["overall"]
+    by = {(c["method"], c["budget"]): c["accuracy"] for c in curves}
+    assert by[("pass_at_n", 1)] == pytest.approx(by[("majority", 1)], abs=1e-12)  # one sample: exactly equal
+    # majority@N is a Monte Carlo estimate (20 subsets in smoke), pass@N exact: allow the MC error
+    assert all(by[("pass_at_n", n)] >= by[("majority", n)] - 0.02 for m, n in by if m == "majority")

@@ -59,20 +59,43 @@ class Cache:
         return self.root / f"{name}-{content_key(params)}"
 
     def chunked(self, name: str, params: dict, num_chunks: int, compute: Callable[[int], pd.DataFrame],
-                desc: str | None = None) -> pd.DataFrame:
+                desc: str | None = None, only: list[int] | None = None) -> pd.DataFrame:
         """The concatenation of `compute(i)` for i < num_chunks, computing only the chunks not on disk.
 
         `params` must name everything that changes the result (model, parameters, seed, chunking).
+        With `only`, just those chunks are computed and returned (one shard of a sharded job).
         """
         if num_chunks < 1:
             raise ValueError(f"num_chunks={num_chunks} is not allowed: expected an int >= 1")
         folder = self.folder(name, params)
         write_json_atomic({"name": name, "params": params, "num_chunks": num_chunks}, folder / "meta.json")
         paths = [folder / f"chunk-{i:05d}.parquet" for i in range(num_chunks)]
-        todo = [i for i, p in enumerate(paths) if not p.exists()]
+        wanted = range(num_chunks) if only is None else sorted(only)
+        todo = [i for i in wanted if not paths[i].exists()]
         for i in tqdm(todo, desc=desc or name, disable=not todo or None):
             write_parquet_atomic(compute(i), paths[i])
-        return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+        return pd.concat([pd.read_parquet(paths[i]) for i in wanted], ignore_index=True)
+
+    def merge_from(self, others: list[str | Path]) -> int:
+        """Copy the finished chunks of other cache roots (e.g. shards run on other machines) into this one.
+
+        Chunks are content-addressed, so a merged cache holds exactly what one unsharded run would.
+        Returns the number of files copied.
+        """
+        copied = 0
+        for other in map(Path, others):
+            for src in other.glob("*/chunk-*.parquet"):
+                dst = self.root / src.parent.name / src.name
+                if not dst.exists():
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = dst.with_name(f".tmp-{dst.name}")
+                    shutil.copyfile(src, tmp)
+                    os.replace(tmp, dst)
+                    copied += 1
+                meta = src.parent / "meta.json"
+                if meta.exists() and not (dst.parent / "meta.json").exists():
+                    shutil.copyfile(meta, dst.parent / "meta.json")
+        return copied
 
     def table(self, name: str, params: dict, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
         """A single-chunk table: computed once, then read back."""

@@ -351,7 +351,10 @@ def _accuracies(pool: _Pool, budgets: list[int], rule: str, num_subsets: int,
     # replacement. Sharing them across budgets (common random numbers) makes a curve smoother than
     # drawing each budget afresh, and costs one shuffle per question.
     perms = rng.permuted(np.broadcast_to(np.arange(n), (num_subsets, n)), axis=1)
-    return [float(_BATCH[rule](pool, perms[:, :b], rng).mean()) for b in budgets]
+    # At N = 1 every rule returns the one sample, so its expected accuracy is the pool's pass@1 exactly;
+    # using it removes Monte Carlo noise where curves start (and keeps pass@1 >= majority@1 exact).
+    exact1 = float(np.mean(pool.correct & (pool.codes >= 0)))  # a missing answer is never correct
+    return [exact1 if b == 1 else float(_BATCH[rule](pool, perms[:, :b], rng).mean()) for b in budgets]
 
 
 def expected_accuracy(answers, correct, scores, budget: int, rule: str, num_subsets: int,

@@ -18,9 +18,18 @@ from .world import Problem, extract_answer
 
 def sample_problems(cache: Cache, policy_path: str, problems: list[Problem], params: SamplingParams, seed: int,
                     questions_per_chunk: int = 64, batch_size: int = 512, name: str = "samples",
-                    progress: bool = True) -> pd.DataFrame:
+                    progress: bool = True, shard: int = 0, num_shards: int = 1) -> pd.DataFrame:
     """One row per (question, sample): qid, num_steps, sample_index, text, num_tokens, finish_reason,
-    answer (parsed, or <NA>), correct. Cached under a key of the policy, the questions and `params`."""
+    answer (parsed, or <NA>), correct, seed. Cached under a key of the policy, the questions and `params`.
+
+    With `num_shards` > 1, only the chunks i with i % num_shards == shard are sampled and returned: shards
+    run as separate jobs write the very chunks one unsharded run would, so merging their caches
+    (`Cache.merge_from`) and calling again with num_shards=1 gives the same table without sampling.
+    """
+    if not (isinstance(num_shards, int) and num_shards >= 1):
+        raise ValueError(f"num_shards={num_shards!r} is not allowed: expected an int >= 1")
+    if not (isinstance(shard, int) and 0 <= shard < num_shards):
+        raise ValueError(f"shard={shard!r} is not allowed: expected an int in [0, num_shards={num_shards})")
     policy = None
     chunks = [problems[i:i + questions_per_chunk] for i in range(0, len(problems), questions_per_chunk)]
     key = {"policy": str(policy_path), "questions": content_key([p.qid for p in problems]),
@@ -33,9 +42,10 @@ def sample_problems(cache: Cache, policy_path: str, problems: list[Problem], par
             policy = TransformersPolicy.from_pretrained(policy_path, batch_size=batch_size, progress=progress)
         chunk = chunks[i]
         df = policy.sample([p.prompt for p in chunk], params, seed=derive_seed(seed, "chunk", i))
-        return grade_samples(df, chunk)
+        return grade_samples(df, chunk).assign(seed=seed)
 
-    return cache.chunked(name, key, len(chunks), compute, desc=f"{name} ({len(problems)} questions)")
+    only = None if num_shards == 1 else [i for i in range(len(chunks)) if i % num_shards == shard]
+    return cache.chunked(name, key, len(chunks), compute, desc=f"{name} ({len(problems)} questions)", only=only)
 
 
 def grade_samples(df: pd.DataFrame, problems: list[Problem]) -> pd.DataFrame:
