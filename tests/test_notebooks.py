@@ -1,5 +1,8 @@
 """Every notebook runs end to end through papermill with the smoke profile, and is committed stripped."""
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -17,6 +20,12 @@ def test_notebook_is_committed_without_outputs_and_has_one_parameters_cell(name)
     for c in nb.cells:
         if c.cell_type == "code":
             assert not c.outputs and c.execution_count is None
+
+
+def test_notebooks_pass_nbstripout_verify():
+    nbstripout = Path(sys.executable).parent / "nbstripout"
+    paths = [str(NOTEBOOKS_DIR / f"{n}.ipynb") for n in notebook_names()]
+    assert subprocess.run([str(nbstripout), "--verify", *paths]).returncode == 0
 
 
 @pytest.mark.notebook

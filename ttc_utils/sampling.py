@@ -7,7 +7,10 @@ on a rerun. The policy is loaded only when a chunk is missing, so a warm rerun n
 """
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import asdict
+from pathlib import Path
 
 import pandas as pd
 
@@ -32,7 +35,7 @@ def sample_problems(cache: Cache, policy_path: str, problems: list[Problem], par
         raise ValueError(f"shard={shard!r} is not allowed: expected an int in [0, num_shards={num_shards})")
     policy = None
     chunks = [problems[i:i + questions_per_chunk] for i in range(0, len(problems), questions_per_chunk)]
-    key = {"policy": str(policy_path), "questions": content_key([p.qid for p in problems]),
+    key = {"policy": policy_key(policy_path), "questions": content_key([p.qid for p in problems]),
            "sampling": asdict(params), "seed": seed, "questions_per_chunk": questions_per_chunk,
            "batch_size": batch_size}
 
@@ -46,6 +49,23 @@ def sample_problems(cache: Cache, policy_path: str, problems: list[Problem], par
 
     only = None if num_shards == 1 else [i for i in range(len(chunks)) if i % num_shards == shard]
     return cache.chunked(name, key, len(chunks), compute, desc=f"{name} ({len(problems)} questions)", only=only)
+
+
+def policy_key(policy_path: str) -> str:
+    """What names a policy in cache keys, independent of the working directory.
+
+    A local folder: its name plus a hash of its config and weight-file sizes (two different checkpoints
+    that happen to share a folder name do not collide). A hub id: the id itself.
+    """
+    path = Path(os.path.expanduser(str(policy_path)))
+    if not path.is_dir():
+        return str(policy_path)
+    h = hashlib.sha256()
+    if (path / "config.json").exists():
+        h.update((path / "config.json").read_bytes())
+    for f in sorted(path.glob("*.safetensors")):
+        h.update(f"{f.name}:{f.stat().st_size}".encode())
+    return f"{path.resolve().name}-{h.hexdigest()[:8]}"
 
 
 def grade_samples(df: pd.DataFrame, problems: list[Problem]) -> pd.DataFrame:
