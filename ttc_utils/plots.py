@@ -29,6 +29,12 @@ METHOD_STYLE = {
     "pass_at_n": (PALETTE[7], "x"),
 }
 
+METHOD_LABEL = {
+    "majority": "majority@N", "best_of_n": "best-of-N", "best_of_n_weighted": "best-of-N weighted",
+    "beam": "beam search", "lookahead": "lookahead search", "revisions": "revisions",
+    "compute_optimal": "compute-optimal", "pass_at_n": "pass@N (coverage)",
+}
+
 
 def set_style() -> None:
     """Seaborn paper context, colour-blind palette, editable (Type 42) fonts in PDFs."""
