@@ -19,7 +19,7 @@ import torch
 
 from ttc_utils.models import load_causal_lm
 from ttc_utils.policy import SamplingParams, TransformersPolicy
-from ttc_utils.world import WorldConfig, generate
+from ttc_utils.world import WorldConfig, generate, max_solution_chars
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,7 +67,8 @@ def main():
     ap.add_argument("--n", type=int, default=16, help="samples per question for the batched sampler")
     ap.add_argument("--naive", type=int, default=32, help="samples drawn by the naive loop")
     ap.add_argument("--batch-size", type=int, default=512)
-    ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--max-new-tokens", type=int, default=max_solution_chars(WorldConfig()) + 1,
+                    help="default: the world's longest correct solution, as the notebooks use")
     args = ap.parse_args()
     path = args.policy or find_base_policy()
     torch.set_num_threads(torch.get_num_threads())
