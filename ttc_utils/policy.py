@@ -98,32 +98,40 @@ class TransformersPolicy:
             input_ids[i, width - len(row):] = torch.tensor(row)
             mask[i, width - len(row):] = 1
         greedy = params.temperature == 0
+        stop_ids = self._single_token_stops(params.stop)
         kwargs = dict(do_sample=not greedy, max_new_tokens=params.max_new_tokens,
-                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+                      pad_token_id=tok.pad_token_id, eos_token_id=[tok.eos_token_id, *stop_ids])
         if not greedy:
             kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
-        if params.stop:
+        if params.stop and not stop_ids:  # multi-token stop strings: the library's string matcher
             kwargs.update(stop_strings=list(params.stop), tokenizer=tok)
         torch.manual_seed(seed)
         out = self.model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device), **kwargs)
         new = out[:, width:].cpu().numpy()
-        return self._finish(new, params)
+        return self._finish(new, params, {tok.eos_token_id, *stop_ids})
 
-    def _finish(self, new: np.ndarray, params: SamplingParams):
-        """Cut each generated row at its end (eos or stop string), count its tokens, name the reason."""
+    def _single_token_stops(self, stop: tuple[str, ...]) -> list[int]:
+        """Token ids of the stop strings if each is exactly one token (then generate stops on them as on
+        eos, which is fast and exact); [] otherwise."""
+        ids = [self.tokenizer.encode(s, add_special_tokens=False) for s in stop]
+        return [i[0] for i in ids] if ids and all(len(i) == 1 for i in ids) else []
+
+    def _finish(self, new: np.ndarray, params: SamplingParams, stop_ids: set[int]):
+        """Cut each generated row at its end (eos or a stop), count its tokens, name the reason."""
         tok = self.tokenizer
+        pad = tok.pad_token_id
         texts, counts, reasons = [], [], []
-        for row in new:
-            row = row.tolist()
-            end = row.index(tok.eos_token_id) + 1 if tok.eos_token_id in row else None
-            if end is None:  # no eos: finished sequences are padded after a stop string
+        for row in new.tolist():
+            end = next((i + 1 for i, t in enumerate(row) if t in stop_ids), None)
+            stopped = end is not None
+            if end is None:  # no stop token: the row ran to the cap, or hit a multi-token stop string
                 end = len(row)
-                while end > 0 and row[end - 1] == tok.pad_token_id and tok.pad_token_id != tok.eos_token_id:
+                while end > 0 and row[end - 1] == pad and pad not in stop_ids:
                     end -= 1
-            text = tok.decode(row[:end], skip_special_tokens=True)
-            stopped = end < len(row) or (row[end - 1] == tok.eos_token_id) if end else False
-            if params.stop and not stopped:
-                stopped = any(text.endswith(s) for s in params.stop)
+                text = tok.decode(row[:end], skip_special_tokens=True)
+                stopped = end < len(row) or any(text.endswith(s) for s in params.stop)
+            else:
+                text = tok.decode(row[:end], skip_special_tokens=True)
             texts.append(text)
             counts.append(end)
             reasons.append("stop" if stopped else "length")
