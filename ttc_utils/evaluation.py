@@ -33,16 +33,37 @@ def pass1_buckets(pass1: pd.Series, edges=BUCKET_EDGES) -> pd.DataFrame:
     return pd.DataFrame({"bucket": labels, "questions": counts, "share": counts / max(1, len(values))})
 
 
+def ladder_samples(cache: Cache, ladder: pd.DataFrame, problems: list[Problem], params: SamplingParams,
+                   seed: int, name: str):
+    """Yield (model row, its cached samples on `problems`) for every model of `ladder`."""
+    for m in ladder.itertuples():
+        yield m, sample_problems(cache, m.path, problems, params, seed, name=f"{name}-{m.name}")
+
+
 def greedy_accuracy(cache: Cache, ladder: pd.DataFrame, problems: list[Problem], seed: int,
-                    max_new_tokens: int = 192) -> pd.DataFrame:
+                    max_new_tokens: int) -> pd.DataFrame:
     """Greedy accuracy of every model of `ladder` (rows with name, path, non_embedding_params),
     per number of steps: model, non_embedding_params, num_steps, accuracy, questions."""
     rows = []
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens)
-    for m in ladder.itertuples():
-        s = sample_problems(cache, m.path, problems, params, seed, name=f"greedy-{m.name}")
+    for m, s in ladder_samples(cache, ladder, problems, params, seed, "greedy"):
         acc = s.groupby("num_steps")["correct"].agg(["mean", "size"]).reset_index()
         for r in acc.itertuples():
             rows.append({"model": m.name, "non_embedding_params": m.non_embedding_params,
                          "num_steps": r.num_steps, "accuracy": r.mean, "questions": r.size})
+    return pd.DataFrame(rows)
+
+
+def ladder_accuracy_per_bin(cache: Cache, ladder: pd.DataFrame, problems: list[Problem], bins: pd.DataFrame,
+                            seed: int, samples: int, temperature: float, max_new_tokens: int) -> pd.DataFrame:
+    """Greedy accuracy and sampled pass@1 (`samples` per question) of every ladder model per difficulty bin
+    (`bins`: qid, bin): model, non_embedding_params, decoding, bin, accuracy."""
+    rows = []
+    runs = (("greedy", SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens)),
+            ("sampled", SamplingParams(n=samples, temperature=temperature, max_new_tokens=max_new_tokens)))
+    for kind, params in runs:
+        for m, s in ladder_samples(cache, ladder, problems, params, seed, kind):
+            acc = pass1_per_question(s).merge(bins[["qid", "bin"]], on="qid").groupby("bin").pass1.mean()
+            rows += [{"model": m.name, "non_embedding_params": m.non_embedding_params, "decoding": kind,
+                      "bin": b, "accuracy": a} for b, a in acc.items()]
     return pd.DataFrame(rows)
