@@ -51,3 +51,44 @@ def test_sharded_runs_merge_into_the_unsharded_pool(tmp_path, tiny_policy_dir, m
 def test_bad_shards_are_clear_errors(tmp_path, tiny_policy_dir, kw, name):
     with pytest.raises(ValueError, match=name):
         run(tmp_path, tiny_policy_dir, **kw)
+
+
+KILL_SCRIPT = """
+import sys
+from ttc_utils.cache import Cache
+from ttc_utils.policy import SamplingParams
+from ttc_utils.sampling import sample_problems
+from ttc_utils.world import WorldConfig, generate
+problems = generate(WorldConfig(max_steps=3), 12, "test", seed=0)
+pool = sample_problems(Cache(sys.argv[1]), sys.argv[2], problems, SamplingParams(n=64, max_new_tokens=24), seed=0,
+                       questions_per_chunk=1, batch_size=64, name="pool", progress=False)
+print(len(pool))
+"""
+
+
+def test_killed_pool_sampling_resumes_losing_at_most_one_chunk(tmp_path, tiny_policy_dir):
+    """Kill a real sampling job mid-way (SIGKILL), rerun: finished chunks are kept, not sampled again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "job.py"
+    script.write_text(KILL_SCRIPT)
+    cmd = [sys.executable, str(script), str(tmp_path / "cache"), str(tiny_policy_dir)]
+    env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE)
+    deadline = time.time() + 120
+    chunks = lambda: sorted((tmp_path / "cache").glob("pool-*/chunk-*.parquet"))  # noqa: E731
+    while len(chunks()) < 3 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {p.name: p.stat().st_mtime_ns for p in chunks()}
+    assert 3 <= len(before) < 12, "the job should have been killed mid-way"
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(12 * 64)
+    after = {p.name: p.stat().st_mtime_ns for p in chunks()}
+    assert len(after) == 12
+    assert all(after[name] == t for name, t in before.items())  # finished chunks were not recomputed
