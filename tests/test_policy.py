@@ -1,6 +1,5 @@
 """The sampler: determinism under a seed, agreement with the library's reference path, bookkeeping."""
 import pytest
-import torch
 
 from ttc_utils.policy import SamplingParams, TransformersPolicy, derive_seed
 
