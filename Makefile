@@ -35,6 +35,7 @@ lab: setup
 
 bench: setup
 	$(BIN)/python bench/sampling.py
+	$(BIN)/python bench/search.py
 
 clean-cache:
 	rm -rf data/cache notebooks/executed

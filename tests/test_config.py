@@ -3,7 +3,8 @@ import papermill as pm
 import pytest
 import yaml
 
-from ttc_utils.config import PARAMS_DIR, PROFILES, PoolNotebookConfig, WorldNotebookConfig, load_profile
+from ttc_utils.config import (PARAMS_DIR, PROFILES, PoolNotebookConfig, PrmSearchNotebookConfig, WorldNotebookConfig,
+                             load_profile)
 from ttc_utils.run import NOTEBOOKS_DIR, notebook_names, run_notebook
 
 
@@ -80,3 +81,30 @@ def test_notebook_defaults_are_the_default_profile():
         defaults = {k: yaml.safe_load(v["default"]) for k, v in declared.items()}
         for k, v in load_profile("default", name).items():
             assert defaults[k] == v, (name, k)
+
+
+@pytest.mark.parametrize("name,value", [
+    ("beam_width", 3), ("beam_width", 0), ("lookahead_steps", [1, -1]), ("lookahead_steps", []),
+    ("aggregation", "mean"), ("max_budget", 48), ("max_budget", 512), ("search_questions", 401),
+    ("prm_rollouts", 0), ("prm_samples", 0), ("accounting", "flops"), ("verifier_learning_rate", 0.0),
+    ("search_seeds", 0),
+])
+def test_bad_search_parameter_is_a_clear_error_naming_it(name, value):
+    params = {**load_profile("default", "02_prm_search"), name: value}
+    with pytest.raises(ValueError, match=name):
+        PrmSearchNotebookConfig.from_params(params)
+
+
+def test_search_plan_budgets_and_lookahead_costs():
+    from ttc_utils.search_plan import search_plan
+    cfg = PrmSearchNotebookConfig.from_params(load_profile("default", "02_prm_search"))
+    plan = search_plan(cfg)
+    assert cfg.search_budgets() == [1, 2, 4, 8, 16, 32, 64, 128, 256]
+    for s in plan:
+        assert s.x in cfg.search_budgets()  # every point sits on the generation-budget axis
+        assert s.x == s.search.num_beams * (s.search.lookahead + 1)
+        assert s.search.num_beams % s.search.beam_width == 0
+        assert s.search.aggregation == cfg.aggregation
+    labels = {s.label for s in plan}
+    assert {"beam M=sqrt N", "beam M=4", "1-step lookahead M=sqrt N", "3-step lookahead M=sqrt N",
+            "3-step lookahead M=4", "DVTS M=4"} <= labels

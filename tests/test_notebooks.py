@@ -60,3 +60,21 @@ def test_01_difficulty_bins_smoke(tmp_path):
     assert by[("pass_at_n", 1)] == pytest.approx(by[("majority", 1)], abs=1e-12)  # one sample: exactly equal
     # majority@N is a Monte Carlo estimate (20 subsets in smoke), pass@N exact: allow the MC error
     assert all(by[("pass_at_n", n)] >= by[("majority", n)] - 0.02 for m, n in by if m == "majority")
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_02_prm_search_smoke(tmp_path):
+    out = run_notebook("02_prm_search", "smoke", out_dir=tmp_path, progress=False)
+    nb = nbformat.read(out, as_version=4)
+    assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    for stem in ("fig03a_search_methods", "fig03b_search_per_bin", "fig13_prm_aggregation", "fig14_prm_vs_orm",
+                 "iclr13_bon_vs_weighted", "nb02_prm_quality"):
+        for ext in ("png", "pdf", "json"):
+            assert (FIGURES / f"{stem}.{ext}").stat().st_size > 0
+    fig3 = json.loads((FIGURES / "fig03a_search_methods.json").read_text())
+    labels = {c["label"] for c in fig3["curves"]}
+    assert {"majority", "best-of-N weighted", "beam M=sqrt N", "beam M=4", "1-step lookahead M=sqrt N"} <= labels
+    assert all(0 <= c["accuracy"] <= 1 for c in fig3["curves"])
+    findings = json.loads((FIGURES / "nb02_findings.json").read_text())["findings"]
+    assert len(findings) >= 6 and all(isinstance(f["holds"], bool) for f in findings)

@@ -1,4 +1,5 @@
 """The sampler: determinism under a seed, agreement with the library's reference path, bookkeeping."""
+import pandas as pd
 import pytest
 
 from ttc_utils.policy import SamplingParams, TransformersPolicy, derive_seed
@@ -61,3 +62,31 @@ def test_derive_seed_is_stable():
 def test_bad_sampling_params_name_the_parameter(kwargs, name):
     with pytest.raises(ValueError, match=name):
         SamplingParams(**kwargs)
+
+
+def test_shared_prefill_sampler_matches_generate_greedy(policy):
+    """The hand-written KV-cache loop (one prefill per distinct prompt) against the library path."""
+    prompts = PROMPTS + PROMPTS[:2]  # duplicates share a prefill
+    for params in (SamplingParams(n=2, temperature=0.0, max_new_tokens=16),
+                   SamplingParams(n=1, temperature=0.0, max_new_tokens=12, stop=("\n",))):
+        ref = policy.sample(prompts, params, seed=0)
+        got = policy.sample_shared(prompts, params, seed=0)
+        pd.testing.assert_frame_equal(ref, got)
+
+
+def test_shared_prefill_sampler_is_seeded_and_samples(policy):
+    params = SamplingParams(n=6, temperature=1.0, max_new_tokens=10, stop=("\n",))
+    a = policy.sample_shared(PROMPTS, params, seed=3)
+    assert a.equals(policy.sample_shared(PROMPTS, params, seed=3))
+    assert not a.text.equals(policy.sample_shared(PROMPTS, params, seed=4).text)
+    assert a.groupby("prompt_index").text.nunique().min() > 1  # copies of one prefill are sampled independently
+    assert sorted(zip(a.prompt_index, a.sample_index)) == [(p, s) for p in range(3) for s in range(6)]
+    assert a.num_tokens.between(1, 10).all()
+
+
+def test_top_p_keeps_the_smallest_nucleus():
+    import torch
+    from ttc_utils.policy import _top_p
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    assert torch.allclose(_top_p(probs, 0.7), torch.tensor([[0.5 / 0.8, 0.3 / 0.8, 0.0, 0.0]]))
+    assert torch.allclose(_top_p(probs, 1.0), probs)

@@ -3,7 +3,7 @@ from hypothesis import strategies as st
 import pytest
 
 from ttc_utils.world import (WorldConfig, extract_answer, first_error, generate, grade, make_problem,
-                             max_solution_chars, solution_steps, split_of, step_labels)
+                             max_line_chars, max_solution_chars, solution_steps, split_of, step_labels)
 
 CFG = WorldConfig()
 
@@ -22,6 +22,15 @@ def test_max_solution_chars_bounds_every_solution():
         bound = max_solution_chars(cfg)
         longest = max(len(p.solution) for p in generate(cfg, 3000, "train", seed=0, unique=False))
         assert longest <= bound <= longest + 12
+
+
+def test_max_line_chars_bounds_every_question_and_step_line():
+    for cfg in (WorldConfig(), WorldConfig(modulus=100, max_operand=99, max_steps=5)):
+        bound = max_line_chars(cfg)
+        problems = generate(cfg, 3000, "train", seed=0, unique=False)
+        assert max(len(p.question) for p in problems) == bound
+        # a step line and its newline fit in the bound: a step evaluates one operation of the line above
+        assert max(len(s) + 1 for p in problems for s in p.steps) <= bound
 
 
 def test_generator_is_deterministic_and_seed_dependent():

@@ -147,3 +147,68 @@ class PoolNotebookConfig(SuiteConfig):
     def budgets(self) -> list[int]:
         """Generation budgets 2^0 ... up to the pool size."""
         return [2 ** i for i in range(self.pool_size.bit_length()) if 2 ** i <= self.pool_size]
+
+
+ACCOUNTINGS = ("arxiv", "iclr")
+
+
+@dataclass(frozen=True)
+class PrmSearchNotebookConfig(SuiteConfig):
+    """Parameters of notebooks/02_prm_search.ipynb (PRM/ORM from Monte Carlo rollouts, search scaling)."""
+    pool_size: int = 256  # samples per test question in notebook 01's pool (reused from its cache)
+    temperature: float = 1.0  # sampling temperature of the pool, the PRM solutions and the search steps
+    num_bins: int = 5  # oracle difficulty bins
+    num_subsets: int = 200  # random subsets per budget for the subset-averaged estimators
+    prm_questions: int = 384  # training-split questions whose solutions get Monte Carlo step labels
+    prm_samples: int = 16  # solutions sampled per PRM training question (the paper: 16)
+    prm_rollouts: int = 8  # rollouts per step prefix for its soft label (the paper: 16)
+    verifier_learning_rate: float = 5e-4  # AdamW learning rate of the PRM and ORM
+    verifier_batch_size: int = 64  # solutions per optimizer step
+    verifier_epochs: int = 8  # most epochs; early stopping on held-out training questions ends sooner
+    aggregation: str = "last"  # PRM step-score aggregation used in search and best-of-N weighted
+    search_questions: int = 200  # test questions the step-level searches run on (the first of the test split)
+    max_budget: int = 256  # largest generation budget of the searches (budgets 1, 2, 4 ... max_budget)
+    beam_width: int = 4  # the fixed beam width M (the other beam setting is M = sqrt N)
+    lookahead_steps: list = None  # lookahead depths k of the lookahead searches (M = sqrt N), e.g. [1, 3]
+    search_seeds: int = 1  # independent runs of every search setting
+    max_rounds: int = 40  # beam-search rounds before every beam is declared finished
+    accounting: str = "arxiv"  # arxiv: the verifier is free; iclr: each verifier call costs one generation
+
+    shard, num_shards = 0, 1  # the pool is read whole here (notebook 01 shards its sampling)
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("pool_size", "num_subsets", "prm_questions", "prm_samples", "prm_rollouts",
+                     "verifier_batch_size", "verifier_epochs", "search_questions", "search_seeds", "max_rounds"):
+            check_int(name, getattr(self, name))
+        check(isinstance(self.num_bins, int) and not isinstance(self.num_bins, bool)
+              and 1 <= self.num_bins <= min(10, self.num_test), "num_bins", self.num_bins,
+              f"an int in [1, {min(10, self.num_test)}]")
+        check(isinstance(self.temperature, (int, float)) and self.temperature > 0, "temperature",
+              self.temperature, "a float > 0")
+        check(isinstance(self.verifier_learning_rate, (int, float)) and self.verifier_learning_rate > 0,
+              "verifier_learning_rate", self.verifier_learning_rate, "a float > 0")
+        check(self.search_questions <= self.num_test, "search_questions", self.search_questions,
+              f"an int in [1, num_test={self.num_test}]")
+        check(isinstance(self.max_budget, int) and self.max_budget >= 1 and self.max_budget & (self.max_budget - 1) == 0,
+              "max_budget", self.max_budget, "a power of two >= 1")
+        check(self.max_budget <= self.pool_size, "max_budget", self.max_budget,
+              f"a power of two <= pool_size={self.pool_size} (best-of-N is read from the pool)")
+        check(isinstance(self.beam_width, int) and self.beam_width >= 1
+              and self.beam_width & (self.beam_width - 1) == 0, "beam_width", self.beam_width,
+              "a power of two, so that it divides every budget N >= beam_width")
+        check(isinstance(self.lookahead_steps, list) and len(self.lookahead_steps) >= 1
+              and all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in self.lookahead_steps),
+              "lookahead_steps", self.lookahead_steps, "a non-empty list of ints k >= 0")
+        check(self.accounting in ACCOUNTINGS, "accounting", self.accounting, f"one of {ACCOUNTINGS}")
+        from .aggregation import check_aggregation
+        check_aggregation(self.aggregation)
+        from .search_plan import search_plan
+        search_plan(self)  # every search setting is built (and validated) before any compute
+
+    def budgets(self) -> list[int]:
+        """Best-of-N budgets 2^0 ... up to the pool size."""
+        return [2 ** i for i in range(self.pool_size.bit_length()) if 2 ** i <= self.pool_size]
+
+    def search_budgets(self) -> list[int]:
+        return [2 ** i for i in range(self.max_budget.bit_length())]

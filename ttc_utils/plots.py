@@ -69,3 +69,11 @@ def savefig(fig, name: str, data, figures_dir: str | Path = "figures") -> Path:
     fig.savefig(out / f"{name}.pdf")
     (out / f"{name}.json").write_text(json.dumps(_jsonable(data), indent=1, default=str))
     return out / f"{name}.png"
+
+
+def save_numbers(name: str, data, figures_dir: str | Path = "figures") -> Path:
+    """Write `<figures_dir>/<name>.json`: a table of results that has no figure (e.g. a findings table)."""
+    out = Path(figures_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(_jsonable(data), indent=1, default=str))
+    return out / f"{name}.json"

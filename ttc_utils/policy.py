@@ -89,6 +89,80 @@ class TransformersPolicy:
         df = pd.DataFrame(rows, columns=["prompt_index", "sample_index", "text", "num_tokens", "finish_reason"])
         return df.sort_values(["prompt_index", "sample_index"], ignore_index=True)
 
+    @torch.inference_mode()
+    def sample_shared(self, prompts: list[str], params: SamplingParams, seed: int) -> pd.DataFrame:
+        """As `sample`, but every distinct prompt is prefilled once and its KV cache copied to each of its
+        samples before decoding (a hand-written loop over the cache; `generate` prefills every copy).
+
+        Search sends each kept beam M times and short steps, so prefill dominates there: this path is
+        `bench/search.py`'s subject and is tested against `generate` (greedy outputs are identical).
+        """
+        jobs = [(p, s) for p in range(len(prompts)) for s in range(params.n)]
+        unique = list(dict.fromkeys(prompts))
+        enc = self.tokenizer(unique).input_ids
+        slot = {text: u for u, text in enumerate(unique)}
+        members: list[list[tuple[int, int]]] = [[] for _ in unique]
+        for p, s in jobs:
+            members[slot[prompts[p]]].append((p, s))
+        order = sorted(range(len(unique)), key=lambda u: (len(enc[u]), u))
+        batches, cur, size = [], [], 0
+        for u in order:  # whole prompts per batch, about batch_size sequences each
+            if cur and size + len(members[u]) > self.batch_size:
+                batches.append(cur)
+                cur, size = [], 0
+            cur.append(u)
+            size += len(members[u])
+        if cur:
+            batches.append(cur)
+        rows = []
+        for b, batch in enumerate(tqdm(batches, desc=f"sampling {self.name}", disable=not self.progress or None,
+                                       leave=False)):
+            counts = [len(members[u]) for u in batch]
+            texts, ntok, reasons = self._decode_loop([enc[u] for u in batch], counts, params, derive_seed(seed, b))
+            flat = [j for u in batch for j in members[u]]
+            rows += [(p, s, t, c, r) for (p, s), t, c, r in zip(flat, texts, ntok, reasons)]
+        df = pd.DataFrame(rows, columns=["prompt_index", "sample_index", "text", "num_tokens", "finish_reason"])
+        return df.sort_values(["prompt_index", "sample_index"], ignore_index=True)
+
+    def _decode_loop(self, ids: list[list[int]], counts: list[int], params: SamplingParams, seed: int):
+        tok, device, model = self.tokenizer, self.model.device, self.model
+        width = max(map(len, ids))
+        x = torch.full((len(ids), width), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for i, row in enumerate(ids):
+            x[i, width - len(row):] = torch.tensor(row)
+            mask[i, width - len(row):] = 1
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        x, mask, pos = x.to(device), mask.to(device), pos.to(device)
+        out = model(input_ids=x, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+        expand = torch.repeat_interleave(torch.arange(len(ids), device=device), torch.tensor(counts, device=device))
+        cache = out.cache if hasattr(out, "cache") else out.past_key_values
+        cache.batch_select_indices(expand)
+        logits, mask, last = out.logits[expand, -1].float(), mask[expand], pos[expand, -1]
+        stop_ids = torch.tensor([tok.eos_token_id, *self._single_token_stops(params.stop)], device=device)
+        gen = torch.Generator(device=device).manual_seed(seed)
+        done = torch.zeros(len(expand), dtype=torch.bool, device=device)
+        new = []
+        for t in range(params.max_new_tokens):
+            if params.temperature == 0:
+                nxt = logits.argmax(-1)
+            else:
+                probs = torch.softmax(logits / params.temperature, dim=-1)
+                if params.top_p < 1:
+                    probs = _top_p(probs, params.top_p)
+                nxt = torch.multinomial(probs, 1, generator=gen)[:, 0]
+            nxt = torch.where(done, torch.full_like(nxt, tok.pad_token_id), nxt)
+            new.append(nxt)
+            done |= torch.isin(nxt, stop_ids)
+            if bool(done.all()) or t == params.max_new_tokens - 1:
+                break
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            last = last + 1
+            out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=last[:, None], cache=cache,
+                        use_cache=True)
+            logits = out.logits[:, -1].float()
+        return self._finish(torch.stack(new, 1).cpu().numpy(), params, set(stop_ids.tolist()))
+
     def _generate(self, ids: list[list[int]], params: SamplingParams, seed: int):
         tok, device = self.tokenizer, self.model.device
         width = max(map(len, ids))
@@ -136,3 +210,11 @@ class TransformersPolicy:
             counts.append(end)
             reasons.append("stop" if stopped else "length")
         return texts, counts, reasons
+
+
+def _top_p(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Keep the smallest set of tokens whose probability reaches top_p (nucleus sampling), renormalised."""
+    sorted_p, idx = probs.sort(dim=-1, descending=True)
+    drop = sorted_p.cumsum(-1) - sorted_p > top_p
+    sorted_p = sorted_p.masked_fill(drop, 0.0)
+    return torch.zeros_like(probs).scatter(-1, idx, sorted_p) / sorted_p.sum(-1, keepdim=True)

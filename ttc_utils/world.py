@@ -162,6 +162,12 @@ def max_solution_chars(cfg: WorldConfig) -> int:
     return sum(num + (k - j) * term + 1 for j in range(1, k + 1)) + 2 + num + 1
 
 
+def max_line_chars(cfg: WorldConfig) -> int:
+    """The longest line of a correct solution or question, newline excluded: a bound on one step's length."""
+    term = 1 + max(len(str(cfg.max_operand)), len(str(cfg.max_multiplier)))
+    return max(len(str(cfg.modulus - 1)) + cfg.max_steps * term, 2 + len(str(cfg.modulus - 1)))
+
+
 def extract_answer(text) -> int | None:
     """The integer on the first final-answer line ('A:<digits>'), or None if there is none.
 

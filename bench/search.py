@@ -1,0 +1,95 @@
+"""Benchmark: step-level search against best-of-N at the same generation budget, side by side in one run.
+
+For one budget N on the same questions, prints wall time per generation (one generation = one full
+solution's worth of budget) of:
+  - best-of-N: N full samples per question in one batched `sample` call (no verifier);
+  - beam search (M = 4) with the shared-prefill KV-cache sampler the suite uses;
+  - the same beam search with the library `generate` path for every step (the reference);
+and the PRM scoring cost inside the search. Only ratios measured together mean anything here.
+
+    python bench/search.py                              # default profile's base policy and PRM
+    python bench/search.py --questions 64 --budget 16
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+import time
+from pathlib import Path
+
+from ttc_utils.policy import SamplingParams, TransformersPolicy
+from ttc_utils.search import SearchConfig, search
+from ttc_utils.verifier import TransformersVerifier
+from ttc_utils.world import WorldConfig, generate, max_solution_chars
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sampling import find_base_policy  # noqa: E402  (bench/sampling.py, next to this file)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def find_prm() -> str:
+    for profile in ("default", "smoke"):
+        found = [p for p in glob.glob(str(ROOT / "data" / "cache" / profile / "verifier-prm-*"))
+                 if (Path(p) / "config.json").exists()]
+        if found:
+            return found[0]
+    raise SystemExit("no trained PRM in data/cache/: run notebook 02 (default or smoke profile) first")
+
+
+class GeneratePath:
+    """The policy with only the library path: every step is its own `generate` call over all copies."""
+
+    def __init__(self, policy):
+        self.policy, self.name, self.non_embedding_params = policy, policy.name, policy.non_embedding_params
+
+    def sample(self, prompts, params, seed):
+        return self.policy.sample(prompts, params, seed)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--policy", default=None)
+    ap.add_argument("--prm", default=None)
+    ap.add_argument("--questions", type=int, default=64)
+    ap.add_argument("--budget", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, default=512)
+    args = ap.parse_args(argv)
+    world = WorldConfig()
+    problems = generate(world, args.questions, "test", 0)
+    policy = TransformersPolicy.from_pretrained(args.policy or find_base_policy(), batch_size=args.batch_size,
+                                                progress=False)
+    prm = TransformersVerifier.from_pretrained(args.prm or find_prm(), batch_size=args.batch_size, progress=False)
+    cfg = SearchConfig("beam", args.budget, min(4, args.budget), max_step_tokens=max_solution_chars(world) // 8 + 8,
+                       max_completion_tokens=max_solution_chars(world) + 1)
+    generations = args.questions * args.budget
+    rows = []
+
+    t0 = time.perf_counter()
+    bon = policy.sample([p.prompt for p in problems],
+                        SamplingParams(n=args.budget, max_new_tokens=max_solution_chars(world) + 1), seed=0)
+    rows.append(("best-of-N (full samples, generate)", time.perf_counter() - t0, int(bon.num_tokens.sum()), 0))
+
+    for label, pol in (("beam search, shared-prefill sampler", policy),
+                       ("beam search, generate per step", GeneratePath(policy))):
+        t0 = time.perf_counter()
+        out = search(pol, prm, problems, cfg, seed=0)
+        rows.append((label, time.perf_counter() - t0, sum(r["policy_tokens"] for r in out),
+                     sum(r["verifier_tokens"] for r in out)))
+
+    t0 = time.perf_counter()
+    prm.score([p.prompt for p in problems for _ in range(args.budget)], [t for t in bon.text])
+    score_s = time.perf_counter() - t0
+
+    print(f"{args.questions} questions x budget N={args.budget} ({generations} generations), beam width "
+          f"{cfg.beam_width}, batch {args.batch_size}, policy {policy.name}, PRM {prm.name}")
+    print(f"{'method':40s} {'wall s':>8s} {'ms/generation':>14s} {'policy tok':>11s} {'PRM tok':>9s} {'vs best-of-N':>13s}")
+    base = rows[0][1]
+    for label, wall, ptok, vtok in rows:
+        print(f"{label:40s} {wall:8.2f} {1000 * wall / generations:14.2f} {ptok:11d} {vtok:9d} {wall / base:12.2f}x")
+    print(f"{'(PRM scoring of the N full samples)':40s} {score_s:8.2f} {1000 * score_s / generations:14.2f}")
+
+
+if __name__ == "__main__":
+    main()

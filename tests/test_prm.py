@@ -1,0 +1,137 @@
+"""PRM labels from Monte Carlo rollouts (with a fake policy for exact bookkeeping), verifier training in
+the standard format, scoring a table of solutions, and the first-error check."""
+import numpy as np
+import pandas as pd
+import pytest
+
+import ttc_utils.prm as prm
+import ttc_utils.sampling as sampling
+from ttc_utils.cache import Cache
+from ttc_utils.policy import SamplingParams
+from ttc_utils.prm import (VerifierTrainConfig, first_error_drops, mc_labels, score_solutions, train_record,
+                           train_verifier, training_targets)
+from ttc_utils.verifier import TransformersVerifier
+from ttc_utils.world import make_problem
+
+PROBLEMS = [make_problem(3, [("+", 4), ("*", 2), ("-", 1)], 10), make_problem(5, [("*", 3)], 10)]
+
+
+class OraclePolicy:
+    """Even samples: the reference solution. Odd samples: a wrong first step, then its (wrong) answer.
+    A rollout from a prefix on the reference path finishes it correctly; from any other prefix it answers
+    the prefix's last value. Records the prompts of every call."""
+    calls = []
+
+    @classmethod
+    def from_pretrained(cls, path, **kw):
+        return cls()
+
+    def sample(self, prompts, params, seed):
+        OraclePolicy.calls.append(list(prompts))
+        rows = []
+        for i, p in enumerate(prompts):
+            question = p.split("\n")[1]
+            prob = next(q for q in PROBLEMS if q.question == question)
+            done = p.split("\n")[2:-1]
+            for s in range(params.n):
+                if not done:
+                    wrong = (prob.answer + 1) % 10
+                    text = prob.solution if s % 2 == 0 else f"{wrong}\nA:{wrong}\n"
+                elif list(prob.steps[:len(done)]) == done:
+                    text = "".join(x + "\n" for x in prob.steps[len(done):]) + f"A:{prob.answer}\n"
+                else:
+                    text = f"A:{done[-1]}\n"
+                rows.append((i, s, text, len(text), "stop"))
+        return pd.DataFrame(rows, columns=["prompt_index", "sample_index", "text", "num_tokens", "finish_reason"])
+
+
+@pytest.fixture
+def oracle(monkeypatch):
+    OraclePolicy.calls = []
+    monkeypatch.setattr(sampling, "TransformersPolicy", OraclePolicy)
+    monkeypatch.setattr(prm, "TransformersPolicy", OraclePolicy)
+    return OraclePolicy
+
+
+def test_mc_labels_are_rollout_success_rates_per_step(oracle, tmp_path):
+    labels = mc_labels(Cache(tmp_path), "fake/oracle", PROBLEMS, SamplingParams(n=4, max_new_tokens=40), rollouts=3,
+                       seed=0)
+    assert len(labels) == 8
+    for r in labels.itertuples():
+        prob = next(q for q in PROBLEMS if q.qid == r.qid)
+        n_steps = r.completion.count("\n")
+        assert len(r.targets) == len(r.truth) == n_steps
+        assert r.targets[-1] == float(r.correct)  # the answer line: the solution's own correctness
+        if r.sample_index % 2 == 0:
+            assert r.correct and list(r.targets) == [1.0] * n_steps and all(r.truth)
+            assert r.completion == prob.solution
+        else:
+            assert not r.correct and list(r.targets) == [0.0, 0.0] and list(r.truth) == [False, False]
+    # rollouts are shared by identical prefixes: one prompt per distinct (question, prefix), n=3 each
+    rollout_prompts = [p for call in oracle.calls for p in call if p.count("\n") > 2]
+    assert len(rollout_prompts) == len(set(rollout_prompts)) == (3 + 1) + (1 + 1)
+
+
+def test_mc_labels_drop_solutions_without_an_answer_and_resume_from_cache(oracle, tmp_path, monkeypatch):
+    cache = Cache(tmp_path)
+    first = mc_labels(cache, "fake/oracle", PROBLEMS, SamplingParams(n=2, max_new_tokens=40), rollouts=2, seed=1)
+    calls = len(oracle.calls)
+    again = mc_labels(cache, "fake/oracle", PROBLEMS, SamplingParams(n=2, max_new_tokens=40), rollouts=2, seed=1)
+    assert len(oracle.calls) == calls  # nothing sampled again
+    pd.testing.assert_frame_equal(first, again)
+    with pytest.raises(ValueError, match="rollouts"):
+        mc_labels(cache, "fake/oracle", PROBLEMS, SamplingParams(n=2), rollouts=0, seed=1)
+
+
+def test_orm_targets_are_the_final_correctness_at_every_step():
+    labels = pd.DataFrame({"correct": [True, False], "targets": [[0.5, 1.0], [0.7, 0.2, 0.0]]})
+    assert training_targets(labels, "prm") == [[0.5, 1.0], [0.7, 0.2, 0.0]]
+    assert training_targets(labels, "orm") == [[1.0, 1.0], [0.0, 0.0, 0.0]]
+    with pytest.raises(ValueError, match="kind"):
+        training_targets(labels, "value")
+
+
+def _labels():
+    rows = []
+    for i in range(12):
+        p = PROBLEMS[i % 2]
+        good = i % 3 != 0
+        text = p.solution if good else f"{(p.answer + 1) % 10}\nA:{(p.answer + 1) % 10}\n"
+        n = text.count("\n")
+        rows.append({"qid": f"{p.qid}-{i % 4}", "sample_index": i, "prompt": p.prompt, "completion": text,
+                     "correct": good, "targets": [float(good)] * n, "truth": [good] * n, "rollouts": 1})
+    return pd.DataFrame(rows)
+
+
+def test_train_verifier_saves_a_loadable_model_once(tiny_policy_dir, tmp_path):
+    cache = Cache(tmp_path)
+    cfg = VerifierTrainConfig(batch_size=4, max_epochs=2, eval_every=2, learning_rate=1e-3)
+    path = train_verifier(cache, str(tiny_policy_dir), _labels(), "prm", cfg, disable_tqdm=True)
+    rec = train_record(path)
+    assert rec["kind"] == "prm" and rec["held_out_questions"] >= 1 and rec["eval_solutions"] >= 1
+    assert rec["train_solutions"] + rec["eval_solutions"] == 12 and np.isfinite(rec["best_eval_loss"])
+    v = TransformersVerifier.from_pretrained(path, progress=False)
+    scores, _ = v.score([PROBLEMS[0].prompt], [PROBLEMS[0].solution])
+    assert len(scores[0]) == 4
+    mtime = (tmp_path / path.split("/")[-1] / "model.safetensors").stat().st_mtime
+    assert train_verifier(cache, str(tiny_policy_dir), _labels(), "prm", cfg) == path  # cached: no retraining
+    assert (tmp_path / path.split("/")[-1] / "model.safetensors").stat().st_mtime == mtime
+    orm = train_verifier(cache, str(tiny_policy_dir), _labels(), "orm", cfg, disable_tqdm=True)
+    assert orm != path
+
+
+def test_score_solutions_and_first_error_drops(tiny_policy_dir, tmp_path):
+    cache = Cache(tmp_path)
+    cfg = VerifierTrainConfig(batch_size=4, max_epochs=1, eval_every=2)
+    path = train_verifier(cache, str(tiny_policy_dir), _labels(), "prm", cfg, disable_tqdm=True)
+    p = PROBLEMS[0]  # 3+4*2-1: steps 7*2-1, 4-1, 3
+    samples = pd.DataFrame({"qid": [p.qid] * 3, "sample_index": [0, 1, 2],
+                            "text": [p.solution, "7*2-1\n5-1\n4\nA:4\n", "9\nA:9\njunk"]})
+    scores = score_solutions(cache, path, PROBLEMS, samples)
+    assert [len(s) for s in scores.step_scores] == [4, 4, 2]  # junk after the answer line is not a step
+    assert (scores["last"] == [s[-1] for s in scores.step_scores]).all()
+    assert (scores["min"] <= scores["last"]).all() and (scores["prod"] <= scores["min"]).all()
+    drops = first_error_drops(PROBLEMS, samples, scores)
+    assert drops.sample_index.tolist() == [1]  # sample 2's first error is its first step: nothing before it
+    assert drops.first_error.tolist() == [1]
+    assert drops["drop"].iloc[0] == (drops["at"].iloc[0] < drops["before"].iloc[0])

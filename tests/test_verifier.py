@@ -1,0 +1,90 @@
+"""The verifier interface: step ends, one forward pass per solution, padding-invariant scores; aggregation."""
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForTokenClassification
+
+from ttc_utils.aggregation import AGGREGATIONS, aggregate
+from ttc_utils.prm import roc_auc, step_prefixes, through_answer
+from ttc_utils.tokenizer import build_tokenizer
+from ttc_utils.verifier import TransformersVerifier, encode_steps, step_end_offsets
+
+
+@pytest.fixture(scope="module")
+def tiny_verifier_dir(tiny_policy_dir, tmp_path_factory):
+    """The tiny policy's backbone with a fresh scalar head, saved in the standard format."""
+    path = tmp_path_factory.mktemp("tiny_verifier")
+    config = AutoConfig.from_pretrained(tiny_policy_dir, num_labels=1)
+    torch.manual_seed(0)
+    model = AutoModelForTokenClassification.from_pretrained(tiny_policy_dir, config=config)
+    torch.nn.init.normal_(model.score.weight, std=1.0)
+    model.save_pretrained(path)
+    build_tokenizer().save_pretrained(path)
+    return path
+
+
+def test_step_ends_are_newlines_and_a_trailing_partial_step():
+    assert step_end_offsets("7\nA:7\n") == [1, 5]
+    assert step_end_offsets("7\nA:7") == [1, 4]
+    assert step_end_offsets("") == []
+    assert step_prefixes("3+4\n7\nA:7\n") == ["3+4\n", "3+4\n7\n", "3+4\n7\nA:7\n"]
+
+
+def test_encode_steps_points_at_each_step_end_token():
+    tok = build_tokenizer()
+    prompt, completion = "Q:\n3+4\n", "7\nA:7\n"
+    ids, positions = encode_steps(tok, prompt, completion)
+    assert [tok.decode([ids[p]]) for p in positions] == ["\n", "\n"]
+    assert tok.decode(ids[:positions[0] + 1], skip_special_tokens=True) == prompt + "7\n"
+    assert len(positions) == 2
+
+
+def test_through_answer_cuts_after_the_answer_line():
+    assert through_answer("1\nA:1\n2\nA:3\n") == "1\nA:1\n"
+    assert through_answer("1\nA:1") == "1\nA:1"
+    assert through_answer("1\n2\n") == "1\n2\n"
+
+
+def test_scores_do_not_depend_on_the_batch(tiny_verifier_dir):
+    v1 = TransformersVerifier.from_pretrained(str(tiny_verifier_dir), batch_size=1, progress=False)
+    v8 = TransformersVerifier.from_pretrained(str(tiny_verifier_dir), batch_size=8, progress=False)
+    prompts = ["Q:\n3+4\n", "Q:\n5*6-2\n", "Q:\n3+4\n", "Q:\n9\n"]
+    completions = ["7\nA:7\n", "0-2\n8\nA:8\n", "7\nA:7\n", "A:9"]
+    s1, t1 = v1.score(prompts, completions)
+    s8, t8 = v8.score(prompts, completions)
+    assert [len(s) for s in s8] == [2, 3, 2, 1]
+    for a, b in zip(s1, s8):
+        assert a == pytest.approx(b, abs=1e-5)
+        assert all(0 < x < 1 for x in a)
+    assert s8[0] == s8[2]  # identical pairs share one forward pass and one score
+    assert t1 == t8 == [len(p) + len(c) + 1 for p, c in zip(prompts, completions)]  # + bos
+
+
+def test_a_prefix_scores_like_the_same_steps_of_the_full_solution(tiny_verifier_dir):
+    """A causal verifier's score of a step depends only on the text up to it: scoring every step in
+    one forward pass gives what scoring each prefix separately would."""
+    v = TransformersVerifier.from_pretrained(str(tiny_verifier_dir), progress=False)
+    full, _ = v.score(["Q:\n5*6-2\n"], ["0-2\n8\nA:8\n"])
+    parts, _ = v.score(["Q:\n5*6-2\n"] * 3, step_prefixes("0-2\n8\nA:8\n"))
+    assert full[0] == pytest.approx([p[-1] for p in parts], abs=1e-5)
+
+
+def test_loading_a_causal_lm_as_a_verifier_fails_clearly(tiny_policy_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="verifier_path"):
+        TransformersVerifier.from_pretrained(str(tmp_path / "missing"))
+
+
+def test_aggregations():
+    s = [0.9, 0.4, 0.8]
+    assert aggregate(s, "last") == 0.8
+    assert aggregate(s, "min") == 0.4
+    assert aggregate(s, "prod") == pytest.approx(0.9 * 0.4 * 0.8)
+    assert all(aggregate([], how) == 0.0 for how in AGGREGATIONS)
+    with pytest.raises(ValueError, match="aggregation='mean'"):
+        aggregate(s, "mean")
+
+
+def test_roc_auc_is_the_rank_probability():
+    assert roc_auc([0.9, 0.8, 0.1, 0.2], [True, True, False, False]) == 1.0
+    assert roc_auc([0.1, 0.2, 0.9, 0.8], [True, True, False, False]) == 0.0
+    assert roc_auc([0.5, 0.5], [True, False]) == 0.5
+    assert roc_auc([0.3, 0.9, 0.5], [True, False, True]) == pytest.approx(0.0)

@@ -1,0 +1,231 @@
+"""Search against a process reward model (paper §5): beam search, lookahead search and DVTS.
+
+All three share one loop, run for many questions at once (one batched policy call per round), with one
+candidate pool per question and subtree:
+
+- round 0 samples G first steps per subtree (G = N for beam search, G = M for each of DVTS's N/M subtrees);
+- each step's candidate is scored by the verifier, after rolling out up to k more steps at temperature 0
+  for lookahead search (the score is the aggregated PRM value of the rolled-out path; the rollout is
+  then dropped);
+- candidates that reach the final-answer line (or the round limit, or the length cap) are finished;
+- of the rest, the top ceil(r/M) are kept, where r = G minus the subtree's finished candidates, and are
+  expanded r times in all (M each when nothing has finished: N/M beams kept, M expansions each);
+- the N finished candidates are then reduced to one answer by best-of-N weighted.
+
+Costs are measured, not assumed: policy tokens (sampled steps and rollouts), verifier tokens, sampled
+steps, rollout steps, and generations as the paper counts them, N·(k+1).
+
+    cfg = SearchConfig(method="beam", num_beams=16, beam_width=4, lookahead=0)
+    result = run_search(cache, policy_path, verifier_path, problems, cfg, seed=0)
+    result[["qid", "correct", "policy_tokens", "generations"]]
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .aggregation import aggregate, check_aggregation
+from .cache import Cache, content_key
+from .estimators import select
+from .policy import SamplingParams, TransformersPolicy, derive_seed
+from .prm import through_answer
+from .sampling import policy_key
+from .verifier import TransformersVerifier
+from .world import Problem, extract_answer
+
+METHODS = ("beam", "dvts")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    method: str = "beam"  # "beam" (lookahead search is beam with lookahead > 0) or "dvts"
+    num_beams: int = 16  # N: the generation budget (candidates per question)
+    beam_width: int = 4  # M: expansions per kept beam; must divide N
+    lookahead: int = 0  # k: greedy steps rolled out before scoring a candidate step
+    max_rounds: int = 40  # rounds before every beam is declared finished (the paper: 40)
+    aggregation: str = "last"  # how the PRM's step scores rank candidates: last, min or prod
+    temperature: float = 1.0  # sampling temperature of candidate steps
+    max_step_tokens: int = 32  # cap on one step's tokens
+    max_completion_tokens: int = 160  # a beam longer than this is finished (garbage that never answers)
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method={self.method!r} is not allowed: expected one of {METHODS}")
+        for name in ("num_beams", "beam_width", "max_rounds", "max_step_tokens", "max_completion_tokens"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name}={v!r} is not allowed: expected an int >= 1")
+        if self.num_beams % self.beam_width:
+            raise ValueError(f"beam_width={self.beam_width!r} is not allowed with num_beams={self.num_beams}: "
+                             f"expected a divisor of num_beams")
+        if not isinstance(self.lookahead, int) or isinstance(self.lookahead, bool) or self.lookahead < 0:
+            raise ValueError(f"lookahead={self.lookahead!r} is not allowed: expected an int >= 0")
+        check_aggregation(self.aggregation)
+        if not (isinstance(self.temperature, (int, float)) and self.temperature >= 0):
+            raise ValueError(f"temperature={self.temperature!r} is not allowed: expected a float >= 0")
+
+    @property
+    def subtrees(self) -> int:
+        return self.num_beams // self.beam_width if self.method == "dvts" else 1
+
+    @property
+    def generations(self) -> int:
+        """The paper's cost: N generations, N·(k+1) with k lookahead steps."""
+        return self.num_beams * (self.lookahead + 1)
+
+
+def sqrt_width(num_beams: int) -> int:
+    """The paper's M = √N for a power of two N that is not a square: 2^ceil(log2(N)/2) (a divisor of N)."""
+    return 2 ** math.ceil(math.log2(num_beams) / 2)
+
+
+@dataclass
+class Beam:
+    text: str  # the completion so far (steps joined with their newlines)
+    tokens: int  # tokens of `text`
+    subtree: int
+    score: float = 0.0
+    finished: bool = False
+
+
+@dataclass
+class _Question:
+    problem: Problem
+    beams: list[Beam] = field(default_factory=list)  # this round's candidates
+    finished: list[Beam] = field(default_factory=list)
+    costs: dict = field(default_factory=lambda: {"policy_tokens": 0, "verifier_tokens": 0, "step_samples": 0,
+                                                  "rollout_steps": 0, "rounds": 0})
+
+
+def _sample(policy):
+    """The policy's shared-prefill sampler where it has one (same distribution as `sample`, faster when
+    one prompt is expanded M times), else its `sample`."""
+    return getattr(policy, "sample_shared", policy.sample)
+
+
+def _is_final(step: str, reason: str) -> bool:
+    """A step ends the solution if it is the answer line or the policy stopped without a step boundary."""
+    return step.lstrip("\n").startswith("A:") or not step.endswith("\n") or reason == "length"
+
+
+def search(policy, verifier, problems: list[Problem], cfg: SearchConfig, seed: int) -> list[dict]:
+    """Run `cfg`'s search on every problem; one record per problem (see `run_search` for its fields).
+
+    `policy` has the `Policy.sample` method, `verifier` the `Verifier.score` method; both may be fakes.
+    """
+    qs = [_Question(p) for p in problems]
+    step_params = SamplingParams(n=1, temperature=cfg.temperature, max_new_tokens=cfg.max_step_tokens, stop=("\n",))
+    greedy = SamplingParams(n=1, temperature=0.0, max_new_tokens=cfg.max_step_tokens, stop=("\n",))
+    g = cfg.num_beams // cfg.subtrees
+    # round 0 expands the empty beam of every subtree G times
+    expansions = [(q, Beam("", 0, s), g) for q in qs for s in range(cfg.subtrees)]
+    for rnd in range(cfg.max_rounds):
+        if not expansions:
+            break
+        jobs = [(q, parent) for q, parent, count in expansions for _ in range(count)]
+        out = _sample(policy)([q.problem.prompt + parent.text for q, parent in jobs], step_params,
+                              seed=derive_seed(seed, "round", rnd))
+        last_round = rnd == cfg.max_rounds - 1
+        new: list[tuple[_Question, Beam]] = []
+        for (q, parent), step, n_tok, reason in zip(jobs, out.text, out.num_tokens, out.finish_reason):
+            q.costs["policy_tokens"] += int(n_tok)
+            q.costs["step_samples"] += 1
+            beam = Beam(parent.text + step, parent.tokens + int(n_tok), parent.subtree)
+            beam.finished = (_is_final(step, reason) or last_round or beam.tokens >= cfg.max_completion_tokens)
+            new.append((q, beam))
+        for q in {id(q): q for q, _, _ in expansions}.values():
+            q.costs["rounds"] += 1
+        _score(policy, verifier, new, cfg, greedy)
+        expansions = _select(qs, new, cfg, g)
+    return [_record(q, cfg, seed) for q in qs]
+
+
+def _score(policy, verifier, new: list[tuple[_Question, Beam]], cfg: SearchConfig, greedy: SamplingParams):
+    """Set each new beam's score: the aggregated PRM scores of its path, rolled out k greedy steps first."""
+    paths = [b.text for _, b in new]
+    if cfg.lookahead:
+        open_ = [i for i, (_, b) in enumerate(new) if not b.finished]
+        done = {i: False for i in open_}
+        for _ in range(cfg.lookahead):
+            todo = [i for i in open_ if not done[i]]
+            if not todo:
+                break
+            out = _sample(policy)([new[i][0].problem.prompt + paths[i] for i in todo], greedy, seed=0)
+            for i, step, n_tok, reason in zip(todo, out.text, out.num_tokens, out.finish_reason):
+                new[i][0].costs["policy_tokens"] += int(n_tok)
+                new[i][0].costs["rollout_steps"] += 1
+                paths[i] += step
+                done[i] = _is_final(step, reason)
+    step_scores, tokens = verifier.score([q.problem.prompt for q, _ in new], [through_answer(p) for p in paths])
+    for (q, beam), s, t in zip(new, step_scores, tokens):
+        q.costs["verifier_tokens"] += int(t)
+        beam.score = aggregate(s, cfg.aggregation)
+
+
+def _select(qs: list[_Question], new: list[tuple[_Question, Beam]], cfg: SearchConfig, g: int):
+    """Move finished beams to their question's pool; keep the top ceil(r/M) open beams of every subtree
+    and return the expansions (question, parent, count) of the next round (counts sum to r)."""
+    open_by: dict[tuple[int, int], list[Beam]] = {}
+    for q, beam in new:
+        if beam.finished:
+            q.finished.append(beam)
+        else:
+            open_by.setdefault((id(q), beam.subtree), []).append(beam)
+    expansions = []
+    for q in qs:
+        finished = Counter(b.subtree for b in q.finished)
+        for s in range(cfg.subtrees):
+            beams = open_by.get((id(q), s), [])
+            r = g - finished[s]
+            if r <= 0 or not beams:
+                continue
+            k = min(len(beams), math.ceil(r / cfg.beam_width))
+            # stable sort: equal scores keep sampling order, so the result depends only on the seed
+            kept = sorted(beams, key=lambda b: -b.score)[:k]
+            counts = [r // k + (1 if i < r % k else 0) for i in range(k)]
+            expansions += [(q, b, c) for b, c in zip(kept, counts)]
+    return expansions
+
+
+def _record(q: _Question, cfg: SearchConfig, seed: int) -> dict:
+    texts = [b.text for b in q.finished]
+    answers = [extract_answer(t) for t in texts]
+    correct = [a is not None and a == q.problem.answer for a in answers]
+    scores = [b.score for b in q.finished]
+    rng = np.random.default_rng(derive_seed(seed, "select", q.problem.qid))
+    chosen = select("best_of_n_weighted", pd.array(answers, dtype="Int64"), correct, np.array(scores), rng)
+    return {"qid": q.problem.qid, "correct": bool(chosen), "num_candidates": len(texts),
+            "any_correct": bool(any(correct)), "candidates": texts,
+            "answers": [-1 if a is None else a for a in answers], "scores": scores,
+            "subtrees": [b.subtree for b in q.finished], **q.costs, "generations": cfg.generations}
+
+
+def run_search(cache: Cache, policy_path: str, verifier_path: str, problems: list[Problem], cfg: SearchConfig,
+               seed: int, sequences_per_chunk: int = 8192, batch_size: int = 512, progress: bool = True
+               ) -> pd.DataFrame:
+    """`search` on every problem, cached in chunks of questions (about `sequences_per_chunk` beams each),
+    so a killed run resumes at the last unfinished chunk. One row per question: correct (best-of-N
+    weighted over the finished candidates), candidates, answers, scores, policy_tokens, verifier_tokens,
+    step_samples, rollout_steps, rounds, generations."""
+    per_chunk = max(1, sequences_per_chunk // cfg.num_beams)
+    chunks = [problems[i:i + per_chunk] for i in range(0, len(problems), per_chunk)]
+    key = {"policy": policy_key(policy_path), "verifier": policy_key(verifier_path), "search": asdict(cfg),
+           "questions": content_key([p.qid for p in problems]), "seed": seed, "per_chunk": per_chunk,
+           "batch_size": batch_size}
+    models = {}
+
+    def compute(i: int) -> pd.DataFrame:
+        if not models:
+            models["policy"] = TransformersPolicy.from_pretrained(policy_path, batch_size=batch_size, progress=False)
+            models["verifier"] = TransformersVerifier.from_pretrained(verifier_path, batch_size=batch_size,
+                                                                      progress=False)
+        records = search(models["policy"], models["verifier"], chunks[i], cfg, derive_seed(seed, "chunk", i))
+        return pd.DataFrame(records).assign(method=cfg.method, num_beams=cfg.num_beams, beam_width=cfg.beam_width,
+                                            lookahead=cfg.lookahead, aggregation=cfg.aggregation, seed=seed)
+
+    name = f"search-{cfg.method}-N{cfg.num_beams}-M{cfg.beam_width}-k{cfg.lookahead}"
+    return cache.chunked(name, key, len(chunks), compute, desc=name if progress else None)
