@@ -26,6 +26,9 @@ class OraclePolicy:
     def from_pretrained(cls, path, **kw):
         return cls()
 
+    def sample_shared(self, prompts, params, seed):
+        return self.sample(prompts, params, seed)
+
     def sample(self, prompts, params, seed):
         OraclePolicy.calls.append(list(prompts))
         rows = []
@@ -135,3 +138,59 @@ def test_score_solutions_and_first_error_drops(tiny_policy_dir, tmp_path):
     assert drops.sample_index.tolist() == [1]  # sample 2's first error is its first step: nothing before it
     assert drops.first_error.tolist() == [1]
     assert drops["drop"].iloc[0] == (drops["at"].iloc[0] < drops["before"].iloc[0])
+
+
+def test_new_verifier_layers_start_as_the_identity(tiny_policy_dir):
+    """With extra layers, the verifier's backbone computes exactly the policy's features at the start."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from ttc_utils.prm import verifier_from_policy
+    policy = AutoModelForCausalLM.from_pretrained(tiny_policy_dir).eval()
+    ids = torch.tensor([[1, 19, 18, 21, 7, 14, 8, 21, 11, 21]])
+    ref = policy.model(input_ids=ids).last_hidden_state
+    for extra in (0, 2):
+        v = verifier_from_policy(str(tiny_policy_dir), VerifierTrainConfig(extra_layers=extra)).eval()
+        assert v.config.num_hidden_layers == policy.config.num_hidden_layers + extra
+        assert torch.allclose(v.model(input_ids=ids).last_hidden_state, ref, atol=1e-6)
+    frozen = verifier_from_policy(str(tiny_policy_dir), VerifierTrainConfig(extra_layers=1, freeze_policy_layers=True))
+    trainable = {n for n, p in frozen.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("model.layers.1.", "model.norm", "score")) for n in trainable)
+
+
+@pytest.mark.parametrize("kwargs,name", [({"label_tokens": "first"}, "label_tokens"), ({"extra_layers": -1}, "extra_layers"),
+                                         ({"patience": 0}, "patience"), ({"eval_fraction": 1.0}, "eval_fraction")])
+def test_bad_verifier_training_settings_name_the_parameter(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        VerifierTrainConfig(**kwargs)
+
+
+def test_policy_logprobs_match_an_unbatched_forward(tiny_policy_dir, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ttc_utils.prm import policy_logprobs
+    p = PROBLEMS[0]
+    samples = pd.DataFrame({"qid": [p.qid] * 3, "sample_index": [0, 1, 2],
+                            "text": [p.solution, "7*2-1\n5-1\nA:4\n", "9\nA:9\njunk"]})
+    got = policy_logprobs(Cache(tmp_path), str(tiny_policy_dir), PROBLEMS, samples, batch_size=2)
+    lm, tok = AutoModelForCausalLM.from_pretrained(tiny_policy_dir).eval(), AutoTokenizer.from_pretrained(tiny_policy_dir)
+    for text, s, m in zip(samples.text, got.logprob_sum, got.logprob_min):
+        completion = prm.through_answer(text)
+        ids = tok(p.prompt + completion, return_tensors="pt").input_ids
+        start = len(tok(p.prompt).input_ids)
+        with torch.no_grad():
+            logp = torch.log_softmax(lm(input_ids=ids).logits[0], -1)
+        v = [logp[t - 1, ids[0, t]].item() for t in range(start, ids.shape[1])]
+        assert s == pytest.approx(sum(v), abs=1e-4) and m == pytest.approx(min(v), abs=1e-4)
+
+
+def test_within_question_auc_ignores_question_difficulty():
+    from ttc_utils.prm import within_question_auc
+    # the scores rank questions perfectly (pooled AUC 1) but samples within a question backwards
+    scores = [0.9, 0.95, 0.1, 0.15]
+    correct = [True, False, True, False]
+    qids = ["easy", "easy", "hard", "hard"]
+    assert within_question_auc(scores, correct, qids) == 0.0
+    assert within_question_auc([0.2, 0.1, 0.6, 0.5], correct, qids) == 1.0
+    assert np.isnan(within_question_auc([0.1, 0.2], [True, True], ["a", "a"]))

@@ -201,3 +201,28 @@ def test_sqrt_width_divides_n():
     for n in (1, 2, 4, 8, 16, 32, 64, 128, 256):
         m = sqrt_width(n)
         assert n % m == 0 and m * m in (n, 2 * n)
+
+
+def test_run_search_is_cached_per_chunk_and_resumes(tiny_policy_dir, tiny_verifier_dir, tmp_path, monkeypatch):
+    """Real (tiny, random) models through the cached runner: a lost chunk is recomputed alone, identically."""
+    import ttc_utils.search as search_mod
+    from ttc_utils.cache import Cache
+    from ttc_utils.search import run_search
+    from ttc_utils.world import WorldConfig, generate
+
+    problems = generate(WorldConfig(max_steps=3), 6, "test", seed=0)
+    cfg = SearchConfig("beam", 4, 2, max_step_tokens=8, max_completion_tokens=30)
+    cache = Cache(tmp_path)
+    first = run_search(cache, str(tiny_policy_dir), str(tiny_verifier_dir), problems, cfg, seed=0,
+                       sequences_per_chunk=8, progress=False)
+    assert len(first) == 6 and (first.num_candidates == 4).all() and (first.policy_tokens > 0).all()
+    chunks = sorted(tmp_path.glob("search-*/chunk-*.parquet"))
+    assert len(chunks) == 3  # 2 questions x 4 beams per chunk
+    chunks[1].unlink()
+    calls = []
+    real = search_mod.search
+    monkeypatch.setattr(search_mod, "search", lambda *a, **k: calls.append(len(a[2])) or real(*a, **k))
+    again = run_search(cache, str(tiny_policy_dir), str(tiny_verifier_dir), problems, cfg, seed=0,
+                       sequences_per_chunk=8, progress=False)
+    assert calls == [2]  # only the lost chunk's two questions were searched again
+    pd.testing.assert_frame_equal(first, again)

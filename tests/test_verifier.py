@@ -1,25 +1,9 @@
 """The verifier interface: step ends, one forward pass per solution, padding-invariant scores; aggregation."""
 import pytest
-import torch
-from transformers import AutoConfig, AutoModelForTokenClassification
-
 from ttc_utils.aggregation import AGGREGATIONS, aggregate
 from ttc_utils.prm import roc_auc, step_prefixes, through_answer
 from ttc_utils.tokenizer import build_tokenizer
 from ttc_utils.verifier import TransformersVerifier, encode_steps, step_end_offsets
-
-
-@pytest.fixture(scope="module")
-def tiny_verifier_dir(tiny_policy_dir, tmp_path_factory):
-    """The tiny policy's backbone with a fresh scalar head, saved in the standard format."""
-    path = tmp_path_factory.mktemp("tiny_verifier")
-    config = AutoConfig.from_pretrained(tiny_policy_dir, num_labels=1)
-    torch.manual_seed(0)
-    model = AutoModelForTokenClassification.from_pretrained(tiny_policy_dir, config=config)
-    torch.nn.init.normal_(model.score.weight, std=1.0)
-    model.save_pretrained(path)
-    build_tokenizer().save_pretrained(path)
-    return path
 
 
 def test_step_ends_are_newlines_and_a_trailing_partial_step():

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy import stats
-from transformers import (AutoConfig, AutoModelForTokenClassification, AutoTokenizer, EarlyStoppingCallback, Trainer,
+from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer, EarlyStoppingCallback, Trainer,
                           TrainingArguments)
 
 from .aggregation import AGGREGATIONS, aggregate
@@ -78,7 +78,7 @@ def mc_labels(cache: Cache, policy_path: str, problems: list[Problem], params: S
                                     max_new_tokens=params.max_new_tokens)
     key = {"policy": policy_key(policy_path), "questions": content_key([p.qid for p in problems]),
            "sampling": asdict(params), "rollouts": rollouts, "seed": seed,
-           "questions_per_chunk": questions_per_chunk, "batch_size": batch_size, "v": 1}
+           "questions_per_chunk": questions_per_chunk, "batch_size": batch_size, "sampler": "shared-prefill"}
     policy = None
 
     def compute(i: int) -> pd.DataFrame:
@@ -95,8 +95,9 @@ def mc_labels(cache: Cache, policy_path: str, problems: list[Problem], params: S
             if policy is None:
                 policy = TransformersPolicy.from_pretrained(policy_path, batch_size=batch_size, progress=progress)
             pairs = list(prefixes)
-            out = policy.sample([by_qid[q].prompt + pre for q, pre in pairs], rollout_params,
-                                seed=derive_seed(seed, "rollouts", i))
+            # R rollouts of one prefix share its prefill (the shared-prefill sampler)
+            out = policy.sample_shared([by_qid[q].prompt + pre for q, pre in pairs], rollout_params,
+                                       seed=derive_seed(seed, "rollouts", i))
             ok = [grade(pairs[j][1] + t, by_qid[pairs[j][0]].answer) for j, t in zip(out.prompt_index, out.text)]
             values = pd.Series(ok, dtype=float).groupby(out.prompt_index.to_numpy()).mean().reindex(
                 range(len(pairs))).to_numpy()
@@ -127,8 +128,11 @@ class VerifierTrainConfig:
     max_epochs: int = 8  # upper bound; early stopping usually ends sooner
     eval_fraction: float = 0.1  # share of training *questions* held out for early stopping
     eval_every: int = 100  # optimizer steps between held-out evaluations
-    patience: int = 3  # evaluations without improvement before stopping
+    patience: int = 1  # evaluations without improvement before stopping (held-out loss is best after 1-2 epochs)
     dropout: float = 0.05  # on the hidden state under the scalar head and in attention (the paper: 0.05)
+    label_tokens: str = "step_end"  # train the head at each step's last token, or at "all" of its tokens
+    extra_layers: int = 0  # new decoder layers on top of the policy's (see `verifier_from_policy`)
+    freeze_policy_layers: bool = False  # train only the new layers and the head
     seed: int = 0
 
     def __post_init__(self):
@@ -138,6 +142,10 @@ class VerifierTrainConfig:
                 raise ValueError(f"{name}={v!r} is not allowed: expected an int >= 1")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate={self.learning_rate!r} is not allowed: expected a float > 0")
+        if self.label_tokens not in ("step_end", "all"):
+            raise ValueError(f"label_tokens={self.label_tokens!r} is not allowed: expected 'step_end' or 'all'")
+        if not isinstance(self.extra_layers, int) or self.extra_layers < 0:
+            raise ValueError(f"extra_layers={self.extra_layers!r} is not allowed: expected an int >= 0")
         if not 0 < self.eval_fraction < 1:
             raise ValueError(f"eval_fraction={self.eval_fraction!r} is not allowed: expected a float in (0, 1)")
 
@@ -166,6 +174,11 @@ def _collate(pad_id: int):
             labels[r, it["positions"]] = torch.tensor(it["targets"], dtype=torch.float)
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
     return collate
+
+
+def _first_step_len(tokenizer, completion: str) -> int:
+    first = completion[:step_end_offsets(completion)[0] + 1] if completion else ""
+    return len(tokenizer(first, add_special_tokens=False).input_ids)
 
 
 def soft_bce(outputs, labels, num_items_in_batch=None):
@@ -197,6 +210,41 @@ def train_verifier(cache: Cache, base_path: str, labels: pd.DataFrame, kind: str
     return str(final)
 
 
+def verifier_from_policy(base_path: str, cfg: VerifierTrainConfig):
+    """The policy's backbone under a fresh scalar head, plus `extra_layers` new decoder layers on top.
+
+    Why extra layers: whether a token was right is the policy's *prediction* at the position before it
+    compared with the token itself; in the policy that prediction only exists after its last layer, where
+    no later layer can read it. A new top layer can attend to it. New layers start as the identity (zero
+    output projections), so training starts from the policy's own features.
+    """
+    policy_config = AutoConfig.from_pretrained(base_path)
+    config = AutoConfig.from_pretrained(base_path, num_labels=1)
+    config.classifier_dropout = config.attention_dropout = cfg.dropout
+    config.num_hidden_layers = policy_config.num_hidden_layers + cfg.extra_layers
+    if getattr(config, "layer_types", None):
+        config.layer_types = (list(config.layer_types) * 2)[:config.num_hidden_layers]
+    torch.manual_seed(cfg.seed)
+    model = AutoModelForTokenClassification.from_config(config)
+    policy = AutoModelForCausalLM.from_pretrained(base_path)
+    missing, unexpected = model.model.load_state_dict(policy.model.state_dict(), strict=False)
+    new = range(policy_config.num_hidden_layers, config.num_hidden_layers)
+    assert not unexpected and all(any(f"layers.{i}." in m for i in new) for m in missing), (missing, unexpected)
+    for i in new:
+        torch.nn.init.zeros_(model.model.layers[i].self_attn.o_proj.weight)
+        torch.nn.init.zeros_(model.model.layers[i].mlp.down_proj.weight)
+    torch.nn.init.normal_(model.score.weight, std=0.02)
+    if model.score.bias is not None:
+        torch.nn.init.zeros_(model.score.bias)
+    if cfg.freeze_policy_layers:
+        for p in model.model.embed_tokens.parameters():
+            p.requires_grad_(False)
+        for i in range(policy_config.num_hidden_layers):
+            for p in model.model.layers[i].parameters():
+                p.requires_grad_(False)
+    return model
+
+
 def _train(base_path, labels, targets, kind, cfg, out_dir, disable_tqdm):
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     qids = np.array(sorted(labels.qid.unique()))
@@ -205,16 +253,15 @@ def _train(base_path, labels, targets, kind, cfg, out_dir, disable_tqdm):
     items = {True: [], False: []}
     for qid, prompt, completion, t in zip(labels.qid, labels.prompt, labels.completion, targets):
         ids, positions = encode_steps(tokenizer, prompt, completion)
+        if cfg.label_tokens == "all":  # every token of step i carries step i's target
+            spans = [range(a + 1, b + 1) for a, b in zip([positions[0] - _first_step_len(tokenizer, completion)] + positions[:-1], positions)]
+            t = [x for x, span in zip(t, spans) for _ in span]
+            positions = [i for span in spans for i in span]
         items[qid in held].append({"input_ids": ids, "positions": positions, "targets": t})
-    config = AutoConfig.from_pretrained(base_path, num_labels=1)
-    config.classifier_dropout = config.attention_dropout = cfg.dropout
-    model = AutoModelForTokenClassification.from_pretrained(base_path, config=config)
+    model = verifier_from_policy(base_path, cfg)
     # evaluate at least once per epoch, so early stopping has something to keep even on tiny runs
     eval_every = min(cfg.eval_every, -(-len(items[False]) // cfg.batch_size))
     model.config.pad_token_id = tokenizer.pad_token_id
-    torch.manual_seed(cfg.seed)
-    torch.nn.init.normal_(model.score.weight, std=0.02)
-    torch.nn.init.zeros_(model.score.bias) if model.score.bias is not None else None
     args = TrainingArguments(
         output_dir=str(out_dir / "trainer"), per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=512, num_train_epochs=cfg.max_epochs, learning_rate=cfg.learning_rate,
@@ -311,3 +358,54 @@ def first_error_drops(problems: list[Problem], samples: pd.DataFrame, scores: pd
             rows.append({"qid": qid, "sample_index": i, "first_error": j, "before": s[j - 1], "at": s[j],
                          "drop": bool(s[j] < s[j - 1])})
     return pd.DataFrame(rows, columns=["qid", "sample_index", "first_error", "before", "at", "drop"])
+
+
+def policy_logprobs(cache: Cache, policy_path: str, problems: list[Problem], samples: pd.DataFrame,
+                    questions_per_chunk: int = 64, batch_size: int = 512) -> pd.DataFrame:
+    """A training-free reference verifier: the policy's own log-probability of each completion (summed over
+    its tokens, and the least likely token). Per sample of `samples`: qid, sample_index, logprob_sum,
+    logprob_min. It shows how much per-sample signal the policy's weights hold that a trained verifier
+    could extract."""
+    by_qid = {p.qid: p for p in problems}
+    qids = sorted(samples.qid.unique(), key=list(by_qid).index)
+    chunks = [qids[i:i + questions_per_chunk] for i in range(0, len(qids), questions_per_chunk)]
+    key = {"policy": policy_key(policy_path), "samples": content_key(
+        {"qid": samples.qid.tolist(), "sample_index": samples.sample_index.tolist(), "text": samples.text.tolist()}),
+        "questions_per_chunk": questions_per_chunk}
+    models = {}
+
+    @torch.inference_mode()
+    def compute(i: int) -> pd.DataFrame:
+        if not models:
+            models["lm"] = AutoModelForCausalLM.from_pretrained(policy_path).eval()
+            models["tok"] = AutoTokenizer.from_pretrained(policy_path)
+        lm, tok = models["lm"], models["tok"]
+        part = samples[samples.qid.isin(set(chunks[i]))]
+        pairs = [(by_qid[q].prompt, through_answer(t)) for q, t in zip(part.qid, part.text)]
+        out = np.zeros((len(pairs), 2))
+        for b in range(0, len(pairs), batch_size):
+            batch = pairs[b:b + batch_size]
+            ids = [tok(p + c).input_ids for p, c in batch]
+            starts = [len(tok(p).input_ids) for p, _ in batch]
+            width = max(map(len, ids))
+            x = torch.full((len(ids), width), tok.pad_token_id, dtype=torch.long)
+            mask = torch.zeros_like(x)
+            for r, row in enumerate(ids):
+                x[r, :len(row)], mask[r, :len(row)] = torch.tensor(row), 1
+            logp = torch.log_softmax(lm(input_ids=x, attention_mask=mask).logits.float(), -1)
+            token_logp = logp[:, :-1].gather(-1, x[:, 1:, None])[..., 0].numpy()
+            for r, row in enumerate(ids):
+                v = token_logp[r, starts[r] - 1:len(row) - 1]
+                out[b + r] = (v.sum(), v.min()) if len(v) else (-np.inf, -np.inf)
+        return pd.DataFrame({"qid": part.qid.to_numpy(), "sample_index": part.sample_index.to_numpy(),
+                             "logprob_sum": out[:, 0], "logprob_min": out[:, 1]})
+
+    return cache.chunked("logprobs", key, len(chunks), compute, desc="policy log-probabilities")
+
+
+def within_question_auc(scores, correct, qids) -> float:
+    """Mean over questions with both correct and incorrect samples of the per-question ROC AUC: how well a
+    verifier ranks the samples of one question, with question difficulty taken out."""
+    df = pd.DataFrame({"s": np.asarray(scores, dtype=float), "c": np.asarray(correct, dtype=bool), "q": np.asarray(qids)})
+    aucs = [roc_auc(g.s, g.c) for _, g in df.groupby("q") if 0 < g.c.mean() < 1]
+    return float(np.mean(aucs)) if aucs else float("nan")
