@@ -194,3 +194,12 @@ def test_within_question_auc_ignores_question_difficulty():
     assert within_question_auc(scores, correct, qids) == 0.0
     assert within_question_auc([0.2, 0.1, 0.6, 0.5], correct, qids) == 1.0
     assert np.isnan(within_question_auc([0.1, 0.2], [True, True], ["a", "a"]))
+
+
+def test_per_token_labels_and_extra_layers_train_and_load(tiny_policy_dir, tmp_path):
+    cfg = VerifierTrainConfig(batch_size=4, max_epochs=1, eval_every=2, label_tokens="all", extra_layers=1)
+    path = train_verifier(Cache(tmp_path), str(tiny_policy_dir), _labels(), "prm", cfg, disable_tqdm=True)
+    v = TransformersVerifier.from_pretrained(path, progress=False)
+    assert v.model.config.num_hidden_layers == 2  # the tiny policy's one layer plus one
+    scores, _ = v.score([PROBLEMS[1].prompt], [PROBLEMS[1].solution])
+    assert len(scores[0]) == 2
