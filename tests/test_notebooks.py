@@ -28,16 +28,20 @@ def test_notebooks_pass_nbstripout_verify():
     assert subprocess.run([str(nbstripout), "--verify", *paths]).returncode == 0
 
 
+def run_smoke(name: str, tmp_path, stems: tuple[str, ...]) -> None:
+    """Run a notebook under `smoke`: no cell may fail, and each figure has its PNG, PDF and JSON."""
+    out = run_notebook(name, "smoke", out_dir=tmp_path, progress=False)
+    nb = nbformat.read(out, as_version=4)
+    assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    for stem in stems:
+        for ext in ("png", "pdf", "json"):
+            assert (FIGURES / f"{stem}.{ext}").stat().st_size > 0
+
+
 @pytest.mark.notebook
 @pytest.mark.slow
 def test_00_world_smoke(tmp_path):
-    out = run_notebook("00_world", "smoke", out_dir=tmp_path, progress=False)
-    nb = nbformat.read(out, as_version=4)
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    assert not errors
-    for stem in ("nb00_training_loss", "nb00_greedy_accuracy", "nb00_pass1_hist"):
-        for ext in ("png", "pdf", "json"):
-            assert (FIGURES / f"{stem}.{ext}").stat().st_size > 0
+    run_smoke("00_world", tmp_path, ("nb00_training_loss", "nb00_greedy_accuracy", "nb00_pass1_hist"))
     hist = json.loads((FIGURES / "nb00_pass1_hist.json").read_text())
     assert sum(b["questions"] for b in hist["buckets"]) == len(hist["per_question"])
     greedy = json.loads((FIGURES / "nb00_greedy_accuracy.json").read_text())
@@ -47,12 +51,7 @@ def test_00_world_smoke(tmp_path):
 @pytest.mark.notebook
 @pytest.mark.slow
 def test_01_difficulty_bins_smoke(tmp_path):
-    out = run_notebook("01_difficulty_bins", "smoke", out_dir=tmp_path, progress=False)
-    nb = nbformat.read(out, as_version=4)
-    assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    for stem in ("nb01_pass1_bins", "nb01_coverage_majority", "nb01_ladder_per_bin"):
-        for ext in ("png", "pdf", "json"):
-            assert (FIGURES / f"{stem}.{ext}").stat().st_size > 0
+    run_smoke("01_difficulty_bins", tmp_path, ("nb01_pass1_bins", "nb01_coverage_majority", "nb01_ladder_per_bin"))
     bins = json.loads((FIGURES / "nb01_pass1_bins.json").read_text())
     assert sum(b["questions"] for b in bins["bins"]) == 32
     curves = json.loads((FIGURES / "nb01_coverage_majority.json").read_text())["overall"]
@@ -65,13 +64,8 @@ def test_01_difficulty_bins_smoke(tmp_path):
 @pytest.mark.notebook
 @pytest.mark.slow
 def test_02_prm_search_smoke(tmp_path):
-    out = run_notebook("02_prm_search", "smoke", out_dir=tmp_path, progress=False)
-    nb = nbformat.read(out, as_version=4)
-    assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    for stem in ("fig03a_search_methods", "fig03b_search_per_bin", "fig13_prm_aggregation", "fig14_prm_vs_orm",
-                 "iclr13_bon_vs_weighted", "nb02_prm_quality"):
-        for ext in ("png", "pdf", "json"):
-            assert (FIGURES / f"{stem}.{ext}").stat().st_size > 0
+    run_smoke("02_prm_search", tmp_path, ("fig03a_search_methods", "fig03b_search_per_bin", "fig13_prm_aggregation",
+                                          "fig14_prm_vs_orm", "iclr13_bon_vs_weighted", "nb02_prm_quality"))
     fig3 = json.loads((FIGURES / "fig03a_search_methods.json").read_text())
     labels = {c["label"] for c in fig3["curves"]}
     assert {"majority", "best-of-N weighted", "beam M=sqrt N", "beam M=4", "1-step lookahead M=sqrt N"} <= labels

@@ -30,6 +30,20 @@ def check_int(name: str, value, lo: int = 1) -> None:
     check(isinstance(value, int) and not isinstance(value, bool) and value >= lo, name, value, f"an int >= {lo}")
 
 
+def check_positive(name: str, value) -> None:
+    check(isinstance(value, (int, float)) and value > 0, name, value, "a float > 0")
+
+
+def check_num_bins(num_bins, num_test: int) -> None:
+    check(isinstance(num_bins, int) and not isinstance(num_bins, bool) and 1 <= num_bins <= min(10, num_test),
+          "num_bins", num_bins, f"an int in [1, {min(10, num_test)}]")
+
+
+def powers_of_two(limit: int) -> list[int]:
+    """1, 2, 4, ... up to `limit`: the generation budgets of every curve."""
+    return [2 ** i for i in range(limit.bit_length()) if 2 ** i <= limit]
+
+
 def load_profile(profile: str, notebook: str) -> dict:
     """The papermill parameters of `notebook` (e.g. '00_world') under `profile`: common + its section."""
     check(profile in PROFILES, "profile", profile, f"one of {PROFILES}")
@@ -117,8 +131,7 @@ class WorldNotebookConfig(SuiteConfig):
     def __post_init__(self):
         super().__post_init__()
         check_int("samples_per_question", self.samples_per_question)
-        check(isinstance(self.temperature, (int, float)) and self.temperature > 0, "temperature",
-              self.temperature, "a float > 0")
+        check_positive("temperature", self.temperature)
 
 
 @dataclass(frozen=True)
@@ -136,17 +149,14 @@ class PoolNotebookConfig(SuiteConfig):
         super().__post_init__()
         for name in ("pool_size", "num_subsets", "ladder_samples", "num_shards"):
             check_int(name, getattr(self, name))
-        check(isinstance(self.num_bins, int) and not isinstance(self.num_bins, bool)
-              and 1 <= self.num_bins <= min(10, self.num_test), "num_bins", self.num_bins,
-              f"an int in [1, {min(10, self.num_test)}]")
+        check_num_bins(self.num_bins, self.num_test)
         check(isinstance(self.shard, int) and 0 <= self.shard < self.num_shards, "shard", self.shard,
               f"an int in [0, num_shards={self.num_shards})")
-        check(isinstance(self.temperature, (int, float)) and self.temperature > 0, "temperature",
-              self.temperature, "a float > 0")
+        check_positive("temperature", self.temperature)
 
     def budgets(self) -> list[int]:
         """Generation budgets 2^0 ... up to the pool size."""
-        return [2 ** i for i in range(self.pool_size.bit_length()) if 2 ** i <= self.pool_size]
+        return powers_of_two(self.pool_size)
 
 
 ACCOUNTINGS = ("arxiv", "iclr")
@@ -181,13 +191,9 @@ class PrmSearchNotebookConfig(SuiteConfig):
         for name in ("pool_size", "num_subsets", "prm_questions", "prm_samples", "prm_rollouts",
                      "verifier_batch_size", "verifier_epochs", "search_questions", "search_seeds", "max_rounds"):
             check_int(name, getattr(self, name))
-        check(isinstance(self.num_bins, int) and not isinstance(self.num_bins, bool)
-              and 1 <= self.num_bins <= min(10, self.num_test), "num_bins", self.num_bins,
-              f"an int in [1, {min(10, self.num_test)}]")
-        check(isinstance(self.temperature, (int, float)) and self.temperature > 0, "temperature",
-              self.temperature, "a float > 0")
-        check(isinstance(self.verifier_learning_rate, (int, float)) and self.verifier_learning_rate > 0,
-              "verifier_learning_rate", self.verifier_learning_rate, "a float > 0")
+        check_num_bins(self.num_bins, self.num_test)
+        check_positive("temperature", self.temperature)
+        check_positive("verifier_learning_rate", self.verifier_learning_rate)
         check(self.search_questions <= self.num_test, "search_questions", self.search_questions,
               f"an int in [1, num_test={self.num_test}]")
         check(isinstance(self.max_budget, int) and self.max_budget >= 1 and self.max_budget & (self.max_budget - 1) == 0,
@@ -208,7 +214,7 @@ class PrmSearchNotebookConfig(SuiteConfig):
 
     def budgets(self) -> list[int]:
         """Best-of-N budgets 2^0 ... up to the pool size."""
-        return [2 ** i for i in range(self.pool_size.bit_length()) if 2 ** i <= self.pool_size]
+        return powers_of_two(self.pool_size)
 
     def search_budgets(self) -> list[int]:
-        return [2 ** i for i in range(self.max_budget.bit_length())]
+        return powers_of_two(self.max_budget)

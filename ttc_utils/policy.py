@@ -126,12 +126,7 @@ class TransformersPolicy:
 
     def _decode_loop(self, ids: list[list[int]], counts: list[int], params: SamplingParams, seed: int):
         tok, device, model = self.tokenizer, self.model.device, self.model
-        width = max(map(len, ids))
-        x = torch.full((len(ids), width), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        for i, row in enumerate(ids):
-            x[i, width - len(row):] = torch.tensor(row)
-            mask[i, width - len(row):] = 1
+        x, mask = left_pad(ids, tok.pad_token_id)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         x, mask, pos = x.to(device), mask.to(device), pos.to(device)
         out = model(input_ids=x, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
@@ -165,12 +160,8 @@ class TransformersPolicy:
 
     def _generate(self, ids: list[list[int]], params: SamplingParams, seed: int):
         tok, device = self.tokenizer, self.model.device
-        width = max(map(len, ids))
-        input_ids = torch.full((len(ids), width), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        for i, row in enumerate(ids):  # left padding: every prompt ends at the last column
-            input_ids[i, width - len(row):] = torch.tensor(row)
-            mask[i, width - len(row):] = 1
+        input_ids, mask = left_pad(ids, tok.pad_token_id)
+        width = input_ids.shape[1]
         greedy = params.temperature == 0
         stop_ids = self._single_token_stops(params.stop)
         kwargs = dict(do_sample=not greedy, max_new_tokens=params.max_new_tokens,
@@ -210,6 +201,29 @@ class TransformersPolicy:
             counts.append(end)
             reasons.append("stop" if stopped else "length")
         return texts, counts, reasons
+
+
+def left_pad(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) with every row ending at the last column, as generation needs."""
+    width = max(map(len, ids))
+    x = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for i, row in enumerate(ids):
+        x[i, width - len(row):] = torch.tensor(row)
+        mask[i, width - len(row):] = 1
+    return x, mask
+
+
+def right_pad(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) with every row starting at column 0: positions then match an unpadded
+    forward exactly, which scoring and training a verifier need."""
+    width = max(map(len, ids))
+    x = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for i, row in enumerate(ids):
+        x[i, :len(row)] = torch.tensor(row)
+        mask[i, :len(row)] = 1
+    return x, mask
 
 
 def _top_p(probs: torch.Tensor, top_p: float) -> torch.Tensor:

@@ -31,7 +31,7 @@ from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForTokenCla
 
 from .aggregation import AGGREGATIONS, aggregate
 from .cache import Cache, content_key
-from .policy import SamplingParams, TransformersPolicy, derive_seed
+from .policy import SamplingParams, TransformersPolicy, derive_seed, right_pad
 from .sampling import policy_key, sample_problems
 from .verifier import TransformersVerifier, encode_steps, step_end_offsets
 from .world import Problem, first_error, grade, step_labels
@@ -164,13 +164,9 @@ class _Steps(torch.utils.data.Dataset):
 def _collate(pad_id: int):
     """Right-pad; `labels` holds each step's target at its step-end token and -1 elsewhere (ignored)."""
     def collate(items):
-        width = max(len(it["input_ids"]) for it in items)
-        ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(items), width), dtype=torch.long)
-        labels = torch.full((len(items), width), -1.0)
+        ids, mask = right_pad([it["input_ids"] for it in items], pad_id)
+        labels = torch.full(ids.shape, -1.0)
         for r, it in enumerate(items):
-            ids[r, :len(it["input_ids"])] = torch.tensor(it["input_ids"])
-            mask[r, :len(it["input_ids"])] = 1
             labels[r, it["positions"]] = torch.tensor(it["targets"], dtype=torch.float)
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
     return collate
@@ -302,17 +298,24 @@ def train_record(path: str) -> dict:
 # scoring
 
 
+def _question_chunks(problems: list[Problem], samples: pd.DataFrame, questions_per_chunk: int):
+    """(problems by qid, the samples' qids in problem order cut into chunks, a content key of the samples):
+    the chunking shared by every cached per-sample table of this module."""
+    by_qid = {p.qid: p for p in problems}
+    qids = sorted(samples.qid.unique(), key=list(by_qid).index)
+    chunks = [qids[i:i + questions_per_chunk] for i in range(0, len(qids), questions_per_chunk)]
+    samples_key = content_key({"qid": samples.qid.tolist(), "sample_index": samples.sample_index.tolist(),
+                               "text": samples.text.tolist()})
+    return by_qid, chunks, samples_key
+
+
 def score_solutions(cache: Cache, verifier_path: str, problems: list[Problem], samples: pd.DataFrame,
                     name: str = "scores", questions_per_chunk: int = 64, batch_size: int = 512,
                     progress: bool = True) -> pd.DataFrame:
     """Per sample of `samples` (qid, sample_index, text): step_scores and every aggregation (last, min,
     prod) plus the verifier tokens spent on it. Cached in chunks of questions."""
-    by_qid = {p.qid: p for p in problems}
-    qids = sorted(samples.qid.unique(), key=list(by_qid).index)
-    chunks = [qids[i:i + questions_per_chunk] for i in range(0, len(qids), questions_per_chunk)]
-    key = {"verifier": policy_key(verifier_path), "samples": content_key(
-        {"qid": samples.qid.tolist(), "sample_index": samples.sample_index.tolist(), "text": samples.text.tolist()}),
-        "questions_per_chunk": questions_per_chunk}
+    by_qid, chunks, samples_key = _question_chunks(problems, samples, questions_per_chunk)
+    key = {"verifier": policy_key(verifier_path), "samples": samples_key, "questions_per_chunk": questions_per_chunk}
     verifier = None
 
     def compute(i: int) -> pd.DataFrame:
@@ -328,7 +331,7 @@ def score_solutions(cache: Cache, verifier_path: str, problems: list[Problem], s
             out[how] = [aggregate(s, how) for s in step_scores]
         return out
 
-    return cache.chunked(name, key, len(chunks), compute, desc=f"{name} ({len(qids)} questions)")
+    return cache.chunked(name, key, len(chunks), compute, desc=f"{name} ({samples.qid.nunique()} questions)")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -366,12 +369,8 @@ def policy_logprobs(cache: Cache, policy_path: str, problems: list[Problem], sam
     its tokens, and the least likely token). Per sample of `samples`: qid, sample_index, logprob_sum,
     logprob_min. It shows how much per-sample signal the policy's weights hold that a trained verifier
     could extract."""
-    by_qid = {p.qid: p for p in problems}
-    qids = sorted(samples.qid.unique(), key=list(by_qid).index)
-    chunks = [qids[i:i + questions_per_chunk] for i in range(0, len(qids), questions_per_chunk)]
-    key = {"policy": policy_key(policy_path), "samples": content_key(
-        {"qid": samples.qid.tolist(), "sample_index": samples.sample_index.tolist(), "text": samples.text.tolist()}),
-        "questions_per_chunk": questions_per_chunk}
+    by_qid, chunks, samples_key = _question_chunks(problems, samples, questions_per_chunk)
+    key = {"policy": policy_key(policy_path), "samples": samples_key, "questions_per_chunk": questions_per_chunk}
     models = {}
 
     @torch.inference_mode()
@@ -387,11 +386,7 @@ def policy_logprobs(cache: Cache, policy_path: str, problems: list[Problem], sam
             batch = pairs[b:b + batch_size]
             ids = [tok(p + c).input_ids for p, c in batch]
             starts = [len(tok(p).input_ids) for p, _ in batch]
-            width = max(map(len, ids))
-            x = torch.full((len(ids), width), tok.pad_token_id, dtype=torch.long)
-            mask = torch.zeros_like(x)
-            for r, row in enumerate(ids):
-                x[r, :len(row)], mask[r, :len(row)] = torch.tensor(row), 1
+            x, mask = right_pad(ids, tok.pad_token_id)
             logp = torch.log_softmax(lm(input_ids=x, attention_mask=mask).logits.float(), -1)
             token_logp = logp[:, :-1].gather(-1, x[:, 1:, None])[..., 0].numpy()
             for r, row in enumerate(ids):

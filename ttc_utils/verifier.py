@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from .models import check_model_path, count_params
+from .policy import right_pad
 
 STEP_END = "\n"
 
@@ -78,13 +78,7 @@ class TransformersVerifier:
         scores: list[list[float]] = [[] for _ in pairs]
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         for batch in tqdm(batches, desc=f"scoring {self.name}", disable=not self.progress or None, leave=False):
-            ids = [encoded[i][0] for i in batch]
-            width = max(map(len, ids))
-            x = torch.full((len(ids), width), self.tokenizer.pad_token_id, dtype=torch.long)
-            mask = torch.zeros((len(ids), width), dtype=torch.long)
-            for r, row in enumerate(ids):
-                x[r, :len(row)] = torch.tensor(row)
-                mask[r, :len(row)] = 1
+            x, mask = right_pad([encoded[i][0] for i in batch], self.tokenizer.pad_token_id)
             logits = self.model(input_ids=x.to(self.model.device), attention_mask=mask.to(self.model.device)).logits
             probs = torch.sigmoid(logits[..., 0].float()).cpu().numpy()
             for r, i in enumerate(batch):
