@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ttc_utils.policy import SamplingParams, TransformersPolicy
 from ttc_utils.search import SearchConfig, search
-from ttc_utils.verifier import TransformersVerifier
+from ttc_utils.verifier import load_verifier
 from ttc_utils.world import WorldConfig, generate, max_solution_chars
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -34,7 +34,7 @@ def find_prm() -> str:
         found = [p for p in glob.glob(str(ROOT / "data" / "cache" / profile / "verifier-prm-*"))
                  if (Path(p) / "config.json").exists()]
         if found:
-            return found[0]
+            return max(found, key=lambda p: Path(p).stat().st_mtime)  # the latest trained PRM
     raise SystemExit("no trained PRM in data/cache/: run notebook 02 (default or smoke profile) first")
 
 
@@ -60,7 +60,7 @@ def main(argv=None):
     problems = generate(world, args.questions, "test", 0)
     policy = TransformersPolicy.from_pretrained(args.policy or find_base_policy(), batch_size=args.batch_size,
                                                 progress=False)
-    prm = TransformersVerifier.from_pretrained(args.prm or find_prm(), batch_size=args.batch_size, progress=False)
+    prm = load_verifier(args.prm or find_prm(), batch_size=args.batch_size, progress=False)
     cfg = SearchConfig("beam", args.budget, min(4, args.budget), max_step_tokens=max_solution_chars(world) // 8 + 8,
                        max_completion_tokens=max_solution_chars(world) + 1)
     generations = args.questions * args.budget

@@ -85,7 +85,8 @@ def test_notebook_defaults_are_the_default_profile():
 
 @pytest.mark.parametrize("name,value", [
     ("beam_width", 3), ("beam_width", 0), ("lookahead_steps", [1, -1]), ("lookahead_steps", []),
-    ("aggregation", "mean"), ("max_budget", 48), ("max_budget", 512), ("search_questions", 401),
+    ("aggregation", "mean"), ("verifier_rung", 4), ("verifier_rung", -1), ("verifier_head", "lora"),
+    ("max_budget", 48), ("max_budget", 512), ("search_questions", 401),
     ("prm_rollouts", 0), ("prm_samples", 0), ("accounting", "flops"), ("verifier_learning_rate", 0.0),
     ("search_seeds", 0),
 ])

@@ -10,7 +10,8 @@ from ttc_utils.cache import Cache
 from ttc_utils.policy import SamplingParams
 from ttc_utils.prm import (VerifierTrainConfig, first_error_drops, mc_labels, score_solutions, train_record,
                            train_verifier, training_targets)
-from ttc_utils.verifier import TransformersVerifier
+from ttc_utils.value_head import LikelihoodVerifier
+from ttc_utils.verifier import TransformersVerifier, load_verifier
 from ttc_utils.world import make_problem
 
 PROBLEMS = [make_problem(3, [("+", 4), ("*", 2), ("-", 1)], 10), make_problem(5, [("*", 3)], 10)]
@@ -106,14 +107,16 @@ def _labels():
     return pd.DataFrame(rows)
 
 
-def test_train_verifier_saves_a_loadable_model_once(tiny_policy_dir, tmp_path):
+@pytest.mark.parametrize("head", ["likelihood", "finetune"])
+def test_train_verifier_saves_a_loadable_model_once(tiny_policy_dir, tmp_path, head):
     cache = Cache(tmp_path)
-    cfg = VerifierTrainConfig(batch_size=4, max_epochs=2, eval_every=2, learning_rate=1e-3)
+    cfg = VerifierTrainConfig(head=head, batch_size=4, max_epochs=2, eval_every=2, learning_rate=1e-3)
     path = train_verifier(cache, str(tiny_policy_dir), _labels(), "prm", cfg, disable_tqdm=True)
     rec = train_record(path)
     assert rec["kind"] == "prm" and rec["held_out_questions"] >= 1 and rec["eval_solutions"] >= 1
     assert rec["train_solutions"] + rec["eval_solutions"] == 12 and np.isfinite(rec["best_eval_loss"])
-    v = TransformersVerifier.from_pretrained(path, progress=False)
+    v = load_verifier(path, progress=False)
+    assert isinstance(v, LikelihoodVerifier if head == "likelihood" else TransformersVerifier)
     scores, _ = v.score([PROBLEMS[0].prompt], [PROBLEMS[0].solution])
     assert len(scores[0]) == 4
     mtime = (tmp_path / path.split("/")[-1] / "model.safetensors").stat().st_mtime
@@ -123,9 +126,10 @@ def test_train_verifier_saves_a_loadable_model_once(tiny_policy_dir, tmp_path):
     assert orm != path
 
 
-def test_score_solutions_and_first_error_drops(tiny_policy_dir, tmp_path):
+@pytest.mark.parametrize("head", ["likelihood", "finetune"])
+def test_score_solutions_and_first_error_drops(tiny_policy_dir, tmp_path, head):
     cache = Cache(tmp_path)
-    cfg = VerifierTrainConfig(batch_size=4, max_epochs=1, eval_every=2)
+    cfg = VerifierTrainConfig(head=head, batch_size=4, max_epochs=1, eval_every=2)
     path = train_verifier(cache, str(tiny_policy_dir), _labels(), "prm", cfg, disable_tqdm=True)
     p = PROBLEMS[0]  # 3+4*2-1: steps 7*2-1, 4-1, 3
     samples = pd.DataFrame({"qid": [p.qid] * 3, "sample_index": [0, 1, 2],
@@ -159,7 +163,8 @@ def test_new_verifier_layers_start_as_the_identity(tiny_policy_dir):
 
 
 @pytest.mark.parametrize("kwargs,name", [({"label_tokens": "first"}, "label_tokens"), ({"extra_layers": -1}, "extra_layers"),
-                                         ({"patience": 0}, "patience"), ({"eval_fraction": 1.0}, "eval_fraction")])
+                                         ({"patience": 0}, "patience"), ({"eval_fraction": 1.0}, "eval_fraction"),
+                                         ({"head": "linear"}, "head")])
 def test_bad_verifier_training_settings_name_the_parameter(kwargs, name):
     with pytest.raises(ValueError, match=name):
         VerifierTrainConfig(**kwargs)
@@ -197,7 +202,8 @@ def test_within_question_auc_ignores_question_difficulty():
 
 
 def test_per_token_labels_and_extra_layers_train_and_load(tiny_policy_dir, tmp_path):
-    cfg = VerifierTrainConfig(batch_size=4, max_epochs=1, eval_every=2, label_tokens="all", extra_layers=1)
+    cfg = VerifierTrainConfig(head="finetune", batch_size=4, max_epochs=1, eval_every=2, label_tokens="all",
+                              extra_layers=1)
     path = train_verifier(Cache(tmp_path), str(tiny_policy_dir), _labels(), "prm", cfg, disable_tqdm=True)
     v = TransformersVerifier.from_pretrained(path, progress=False)
     assert v.model.config.num_hidden_layers == 2  # the tiny policy's one layer plus one

@@ -172,9 +172,11 @@ class PrmSearchNotebookConfig(SuiteConfig):
     prm_questions: int = 384  # training-split questions whose solutions get Monte Carlo step labels
     prm_samples: int = 16  # solutions sampled per PRM training question (the paper: 16)
     prm_rollouts: int = 8  # rollouts per step prefix for its soft label (the paper: 16)
-    verifier_learning_rate: float = 5e-4  # AdamW learning rate of the PRM and ORM
+    verifier_rung: int = 1  # ladder rung the PRM and ORM are built on (0: the policy's own size)
+    verifier_head: str = "likelihood"  # likelihood: a value head on the frozen rung; finetune: the whole rung
+    verifier_learning_rate: float = 1e-3  # AdamW learning rate of the PRM and ORM
     verifier_batch_size: int = 64  # solutions per optimizer step
-    verifier_epochs: int = 8  # most epochs; early stopping on held-out training questions ends sooner
+    verifier_epochs: int = 100  # most epochs; early stopping on held-out training questions ends sooner
     aggregation: str = "last"  # PRM step-score aggregation used in search and best-of-N weighted
     search_questions: int = 200  # test questions the step-level searches run on (the first of the test split)
     max_budget: int = 256  # largest generation budget of the searches (budgets 1, 2, 4 ... max_budget)
@@ -192,6 +194,10 @@ class PrmSearchNotebookConfig(SuiteConfig):
                      "verifier_batch_size", "verifier_epochs", "search_questions", "search_seeds", "max_rounds"):
             check_int(name, getattr(self, name))
         check_num_bins(self.num_bins, self.num_test)
+        check(isinstance(self.verifier_rung, int) and 0 <= self.verifier_rung < len(self.ladder_hidden),
+              "verifier_rung", self.verifier_rung, f"an int in [0, {len(self.ladder_hidden) - 1}] (a ladder rung)")
+        from .prm import HEADS
+        check(self.verifier_head in HEADS, "verifier_head", self.verifier_head, f"one of {HEADS}")
         check_positive("temperature", self.temperature)
         check_positive("verifier_learning_rate", self.verifier_learning_rate)
         check(self.search_questions <= self.num_test, "search_questions", self.search_questions,

@@ -31,12 +31,15 @@ from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForTokenCla
 
 from .aggregation import AGGREGATIONS, aggregate
 from .cache import Cache, content_key
+from .models import count_params
 from .policy import SamplingParams, TransformersPolicy, derive_seed, right_pad
 from .sampling import policy_key, sample_problems
-from .verifier import TransformersVerifier, encode_steps, step_end_offsets
+from .value_head import fit_value_head, load_backbone, save_value_verifier, step_features
+from .verifier import encode_steps, load_verifier, step_end_offsets
 from .world import Problem, first_error, grade, step_labels
 
 KINDS = ("prm", "orm")
+HEADS = ("likelihood", "finetune")  # see value_head.py for why the default reads likelihoods
 
 
 def through_answer(completion: str) -> str:
@@ -123,16 +126,17 @@ def mc_labels(cache: Cache, policy_path: str, problems: list[Problem], params: S
 
 @dataclass(frozen=True)
 class VerifierTrainConfig:
-    learning_rate: float = 5e-4  # AdamW; the paper's 3e-5 is for PaLM 2-S*, tiny models need more
+    head: str = "likelihood"  # a value head on the frozen backbone's state and token log-probs, or "finetune"
+    learning_rate: float = 1e-3  # AdamW; the paper's 3e-5 is for fine-tuning PaLM 2-S*, not a small head
     batch_size: int = 64  # solutions per optimizer step
-    max_epochs: int = 8  # upper bound; early stopping usually ends sooner
+    max_epochs: int = 100  # upper bound; early stopping usually ends sooner
     eval_fraction: float = 0.1  # share of training *questions* held out for early stopping
-    eval_every: int = 100  # optimizer steps between held-out evaluations
-    patience: int = 1  # evaluations without improvement before stopping (held-out loss is best after 1-2 epochs)
-    dropout: float = 0.05  # on the hidden state under the scalar head and in attention (the paper: 0.05)
-    label_tokens: str = "step_end"  # train the head at each step's last token, or at "all" of its tokens
-    extra_layers: int = 0  # new decoder layers on top of the policy's (see `verifier_from_policy`)
-    freeze_policy_layers: bool = False  # train only the new layers and the head
+    eval_every: int = 100  # finetune: optimizer steps between held-out evaluations (the head: every epoch)
+    patience: int = 5  # evaluations without improvement before stopping
+    dropout: float = 0.05  # finetune: on the hidden state under the scalar head and in attention (the paper: 0.05)
+    label_tokens: str = "step_end"  # finetune: train at each step's last token, or at "all" of its tokens
+    extra_layers: int = 0  # finetune: new decoder layers on top of the policy's (see `verifier_from_policy`)
+    freeze_policy_layers: bool = False  # finetune: train only the new layers and the head
     seed: int = 0
 
     def __post_init__(self):
@@ -142,6 +146,8 @@ class VerifierTrainConfig:
                 raise ValueError(f"{name}={v!r} is not allowed: expected an int >= 1")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate={self.learning_rate!r} is not allowed: expected a float > 0")
+        if self.head not in HEADS:
+            raise ValueError(f"head={self.head!r} is not allowed: expected one of {HEADS}")
         if self.label_tokens not in ("step_end", "all"):
             raise ValueError(f"label_tokens={self.label_tokens!r} is not allowed: expected 'step_end' or 'all'")
         if not isinstance(self.extra_layers, int) or self.extra_layers < 0:
@@ -202,7 +208,8 @@ def train_verifier(cache: Cache, base_path: str, labels: pd.DataFrame, kind: str
                                   "targets": [np.round(t, 6).tolist() for t in targets]})}
     with cache.model_dir(f"verifier-{kind}", key) as (final, work):
         if work is not None:
-            _train(base_path, labels, targets, kind, cfg, work, disable_tqdm)
+            train = _train_value_head if cfg.head == "likelihood" else _train
+            train(base_path, labels, targets, kind, cfg, work, disable_tqdm)
     return str(final)
 
 
@@ -241,11 +248,37 @@ def verifier_from_policy(base_path: str, cfg: VerifierTrainConfig):
     return model
 
 
+def _held_out_questions(labels: pd.DataFrame, cfg: VerifierTrainConfig) -> set:
+    qids = np.array(sorted(labels.qid.unique()))
+    return set(np.random.default_rng(cfg.seed).choice(qids, max(1, int(round(cfg.eval_fraction * len(qids)))),
+                                                      replace=False))
+
+
+def _train_value_head(base_path, labels, targets, kind, cfg, out_dir, disable_tqdm):
+    lm, tokenizer = load_backbone(base_path)
+    held = _held_out_questions(labels, cfg)
+    t0 = time.perf_counter()
+    features, tokens = step_features(lm, tokenizer, labels.prompt.tolist(), labels.completion.tolist(),
+                                     progress=not disable_tqdm)
+    held_out = labels.qid.isin(held).to_numpy()
+    head, fit = fit_value_head(features, targets, held_out, learning_rate=cfg.learning_rate,
+                               batch_size=cfg.batch_size, max_epochs=cfg.max_epochs, patience=cfg.patience,
+                               seed=cfg.seed)
+    wall = time.perf_counter() - t0
+    save_value_verifier(out_dir, lm, tokenizer, head, kind)
+    record = {"kind": kind, "head": cfg.head, "train_solutions": int((~held_out).sum()),
+              "eval_solutions": int(held_out.sum()), "held_out_questions": len(held), "steps": fit["steps"],
+              "best_step": fit["best_step"], "best_eval_loss": fit["best_eval_loss"], "epochs": fit["epochs"],
+              "tokens_per_epoch": int(np.asarray(tokens)[~held_out].sum()), "wall_s": wall,
+              "learning_rate": cfg.learning_rate, "non_embedding_params": count_params(lm),
+              "head_params": sum(p.numel() for p in head.parameters())}
+    (out_dir / "train_record.json").write_text(json.dumps(record, indent=1))
+    pd.DataFrame(fit["history"]).to_parquet(out_dir / "log_history.parquet", index=False)
+
+
 def _train(base_path, labels, targets, kind, cfg, out_dir, disable_tqdm):
     tokenizer = AutoTokenizer.from_pretrained(base_path)
-    qids = np.array(sorted(labels.qid.unique()))
-    held = set(np.random.default_rng(cfg.seed).choice(qids, max(1, int(round(cfg.eval_fraction * len(qids)))),
-                                                      replace=False))
+    held = _held_out_questions(labels, cfg)
     items = {True: [], False: []}
     for qid, prompt, completion, t in zip(labels.qid, labels.prompt, labels.completion, targets):
         ids, positions = encode_steps(tokenizer, prompt, completion)
@@ -279,7 +312,7 @@ def _train(base_path, labels, targets, kind, cfg, out_dir, disable_tqdm):
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     tokens = sum(len(it["input_ids"]) for it in items[False])
-    record = {"kind": kind, "train_solutions": len(items[False]), "eval_solutions": len(items[True]),
+    record = {"kind": kind, "head": cfg.head, "train_solutions": len(items[False]), "eval_solutions": len(items[True]),
               "held_out_questions": len(held), "steps": int(trainer.state.global_step),
               "best_step": int(trainer.state.best_global_step or trainer.state.global_step),
               "best_eval_loss": float(trainer.state.best_metric), "epochs": float(trainer.state.epoch),
@@ -321,7 +354,7 @@ def score_solutions(cache: Cache, verifier_path: str, problems: list[Problem], s
     def compute(i: int) -> pd.DataFrame:
         nonlocal verifier
         if verifier is None:
-            verifier = TransformersVerifier.from_pretrained(verifier_path, batch_size=batch_size, progress=progress)
+            verifier = load_verifier(verifier_path, batch_size=batch_size, progress=progress)
         part = samples[samples.qid.isin(set(chunks[i]))]
         completions = [through_answer(t) for t in part.text]
         step_scores, tokens = verifier.score([by_qid[q].prompt for q in part.qid], completions)

@@ -34,7 +34,7 @@ from .estimators import select
 from .policy import SamplingParams, TransformersPolicy, derive_seed
 from .prm import through_answer
 from .sampling import policy_key
-from .verifier import TransformersVerifier
+from .verifier import load_verifier
 from .world import Problem, extract_answer
 
 METHODS = ("beam", "dvts")
@@ -221,8 +221,7 @@ def run_search(cache: Cache, policy_path: str, verifier_path: str, problems: lis
     def compute(i: int) -> pd.DataFrame:
         if not models:
             models["policy"] = TransformersPolicy.from_pretrained(policy_path, batch_size=batch_size, progress=False)
-            models["verifier"] = TransformersVerifier.from_pretrained(verifier_path, batch_size=batch_size,
-                                                                      progress=False)
+            models["verifier"] = load_verifier(verifier_path, batch_size=batch_size, progress=False)
         records = search(models["policy"], models["verifier"], chunks[i], cfg, derive_seed(seed, "chunk", i))
         return pd.DataFrame(records).assign(method=cfg.method, num_beams=cfg.num_beams, beam_width=cfg.beam_width,
                                             lookahead=cfg.lookahead, aggregation=cfg.aggregation, seed=seed)

@@ -3,7 +3,7 @@
 Each function is a cached stage, so the notebook reads as the paper's §5 and a rerun only redraws.
 
     labels = prm_labels(cfg, policy_path)                        # Monte Carlo soft labels (training split)
-    prm, orm = train_reward_models(cfg, policy_path, labels)     # two model folders
+    prm, orm = train_reward_models(cfg, verifier_base_path(cfg, ladder), labels)   # two model folders
     scores = score_pool(cfg, prm, pool)                          # last / min / prod per pool sample
     runs = run_search_plan(cfg, policy_path, prm)                # one row per (setting, budget, seed, question)
 """
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .policy import SamplingParams, derive_seed
-from .pool import test_questions
+from .pool import base_policy_path, test_questions
 from .prm import VerifierTrainConfig, mc_labels, score_solutions, train_verifier
 from .search import SearchConfig, run_search, sqrt_width
 from .world import Problem, generate, max_line_chars, max_solution_chars
@@ -34,15 +34,23 @@ def prm_labels(cfg, policy_path: str, progress: bool = True) -> pd.DataFrame:
 
 
 def verifier_train_config(cfg) -> VerifierTrainConfig:
-    return VerifierTrainConfig(learning_rate=cfg.verifier_learning_rate, batch_size=cfg.verifier_batch_size,
-                               max_epochs=cfg.verifier_epochs, seed=cfg.seed)
+    return VerifierTrainConfig(head=cfg.verifier_head, learning_rate=cfg.verifier_learning_rate,
+                               batch_size=cfg.verifier_batch_size, max_epochs=cfg.verifier_epochs, seed=cfg.seed)
 
 
-def train_reward_models(cfg, policy_path: str, labels: pd.DataFrame, disable_tqdm: bool | None = None
+def verifier_base_path(cfg, ladder: pd.DataFrame) -> str:
+    """The model the PRM and ORM are built on: ladder rung `verifier_rung` (0 is the base policy).
+
+    Why a larger rung by default: in this world checking a step is recomputing it, so a verifier of the
+    policy's own size only knows what the policy knows (the notebook measures both)."""
+    return base_policy_path(cfg, ladder) if cfg.verifier_rung == 0 else str(ladder.path.iloc[cfg.verifier_rung])
+
+
+def train_reward_models(cfg, base_path: str, labels: pd.DataFrame, disable_tqdm: bool | None = None
                         ) -> tuple[str, str]:
     """(PRM folder, ORM folder): the same base weights, data and recipe; only the targets differ."""
     tc = verifier_train_config(cfg)
-    return tuple(train_verifier(cfg.cache(), policy_path, labels, kind, tc, disable_tqdm) for kind in ("prm", "orm"))
+    return tuple(train_verifier(cfg.cache(), base_path, labels, kind, tc, disable_tqdm) for kind in ("prm", "orm"))
 
 
 def score_pool(cfg, verifier_path: str, pool: pd.DataFrame, name: str) -> pd.DataFrame:

@@ -11,6 +11,7 @@ with the same `score` method.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 import torch
@@ -85,6 +86,15 @@ class TransformersVerifier:
                 scores[i] = probs[r, encoded[i][1]].astype(float).tolist()
         tokens = [len(encoded[unique[pair]][0]) for pair in zip(prompts, completions)]
         return [scores[unique[pair]] for pair in zip(prompts, completions)], tokens
+
+
+def load_verifier(path: str, **kw):
+    """The verifier in a folder written by `prm.train_verifier`: a value head over a frozen LM
+    (`value_head.LikelihoodVerifier`) or a fine-tuned token classifier (`TransformersVerifier`)."""
+    from .value_head import HEAD_CONFIG, LikelihoodVerifier
+    check_model_path("verifier_path", str(path))
+    cls = LikelihoodVerifier if (Path(path) / HEAD_CONFIG).exists() else TransformersVerifier
+    return cls.from_pretrained(path, **kw)
 
 
 def encode_steps(tokenizer, prompt: str, completion: str) -> tuple[list[int], list[int]]:

@@ -1,0 +1,181 @@
+"""A verifier that reads a frozen language model: a small value head over its state and its token likelihoods.
+
+Why not fine-tune the backbone under a scalar head (`prm.train_verifier(..., head="finetune")`)? In this world
+checking a step *is* recomputing it: "2*3-8" is right after "7+5*3-8" iff 7+5 = 2 (mod 10). A causal LM
+computes that at the newline *before* the step, as its prediction of the step's first token; a head read at
+the step's end cannot see that prediction, and fine-tuning did not learn to recompute it (measured: ROC AUC
+0.74-0.77, within-question 0.52-0.57, even when trained on the world's true step labels). The model's
+log-probability of each step's tokens is that prediction compared with what was written, so the head gets it
+as input, next to the hidden state at the step end (how far the solution still has to go):
+
+    features of step j = [h at the step's last token, min and sum of log p over the step's tokens,
+                          the running min and sum over steps 1..j, j]
+
+The head (a 2-layer MLP) is trained with binary cross-entropy on the soft Monte Carlo targets; the backbone
+stays frozen, so features are computed once and an epoch takes well under a second. A folder holds the
+backbone (any causal LM folder, in the standard format), its tokenizer, `value_head.safetensors` and
+`value_head.json`; `LikelihoodVerifier.from_pretrained(folder)` loads it, and `verifier.load_verifier`
+picks it for such folders.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from .models import check_model_path, count_params
+from .policy import right_pad
+from .verifier import encode_steps
+
+HEAD_CONFIG = "value_head.json"
+HEAD_WEIGHTS = "value_head.safetensors"
+NUM_LIKELIHOOD_FEATURES = 5  # step min/sum log p, running min/sum, step index
+
+
+class ValueHead(torch.nn.Module):
+    """Standardised features -> MLP -> logit of the step's value."""
+
+    def __init__(self, num_features: int, width: int = 64):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(num_features))
+        self.register_buffer("std", torch.ones(num_features))
+        self.mlp = torch.nn.Sequential(torch.nn.Linear(num_features, width), torch.nn.SiLU(),
+                                       torch.nn.Linear(width, 1))
+
+    def forward(self, x):
+        return self.mlp((x - self.mean) / self.std)[..., 0]
+
+
+@torch.inference_mode()
+def step_features(lm, tokenizer, prompts: list[str], completions: list[str], batch_size: int = 512,
+                  progress: bool = False) -> tuple[list[np.ndarray], list[int]]:
+    """(per solution an array (steps, hidden + 5) of features, per solution the tokens of its forward pass).
+
+    One forward pass per solution, batched by length, right-padded (so a solution's features do not
+    depend on its batch)."""
+    encoded = [encode_steps(tokenizer, p, c) for p, c in zip(prompts, completions)]
+    starts = [len(tokenizer(p).input_ids) for p in prompts]
+    width = lm.config.hidden_size + NUM_LIKELIHOOD_FEATURES
+    out: list[np.ndarray] = [np.zeros((0, width), dtype=np.float32)] * len(encoded)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    for batch in tqdm(batches, desc="verifier features", disable=not progress or None, leave=False):
+        x, mask = right_pad([encoded[i][0] for i in batch], tokenizer.pad_token_id)
+        o = lm(input_ids=x.to(lm.device), attention_mask=mask.to(lm.device), output_hidden_states=True)
+        hidden = o.hidden_states[-1].float().cpu()
+        logp = torch.log_softmax(o.logits.float(), -1)[:, :-1].gather(-1, x[:, 1:, None].to(lm.device))[..., 0].cpu()
+        for r, i in enumerate(batch):
+            ends = encoded[i][1]
+            rows, prev, run_min, run_sum = [], starts[i] - 1, 0.0, 0.0
+            for j, e in enumerate(ends):
+                v = logp[r, prev:e]  # log p of the step's tokens prev+1 .. e
+                step_min, step_sum = (float(v.min()), float(v.sum())) if len(v) else (0.0, 0.0)
+                run_min, run_sum = min(run_min, step_min), run_sum + step_sum
+                rows.append(np.concatenate([hidden[r, e].numpy(), [step_min, step_sum, run_min, run_sum, j]]))
+                prev = e
+            if rows:
+                out[i] = np.asarray(rows, dtype=np.float32)
+    return out, [len(e[0]) for e in encoded]
+
+
+def load_backbone(path: str):
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    lm = AutoModelForCausalLM.from_pretrained(path).eval()
+    return lm, tokenizer
+
+
+def fit_value_head(features: list[np.ndarray], targets: list[list[float]], held_out: np.ndarray, *,
+                   learning_rate: float, batch_size: int, max_epochs: int, patience: int, seed: int
+                   ) -> tuple[ValueHead, dict]:
+    """Train a `ValueHead` on step features and soft targets; early stopping on the held-out solutions'
+    loss, checked every epoch, keeping the best epoch. `batch_size` counts solutions (as the fine-tuned
+    verifier's does), so one optimizer step sees all the steps of `batch_size` solutions."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    rows = np.repeat(np.arange(len(features)), [len(f) for f in features])
+    x = torch.from_numpy(np.concatenate(features))
+    y = torch.tensor(np.concatenate([np.asarray(t, dtype=np.float32) for t in targets]))
+    train_rows = torch.from_numpy(np.flatnonzero(~held_out[rows]))
+    eval_rows = torch.from_numpy(np.flatnonzero(held_out[rows]))
+    head = ValueHead(x.shape[1])
+    head.mean.copy_(x[train_rows].mean(0))
+    head.std.copy_(x[train_rows].std(0) + 1e-6)
+    opt = torch.optim.AdamW(head.parameters(), lr=learning_rate, weight_decay=0.01)
+    steps_per_solution = len(train_rows) / max(1, int((~held_out).sum()))
+    step_batch = max(1, int(round(batch_size * steps_per_solution)))
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    best = {"loss": float("inf"), "epoch": 0, "state": None}
+    history, step = [], 0
+    for epoch in range(1, max_epochs + 1):
+        head.train()
+        perm = train_rows[torch.randperm(len(train_rows), generator=gen)]
+        total = 0.0
+        for b in range(0, len(perm), step_batch):
+            idx = perm[b:b + step_batch]
+            loss = bce(head(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+            step += 1
+        head.eval()
+        with torch.no_grad():
+            eval_loss = float(bce(head(x[eval_rows]), y[eval_rows])) if len(eval_rows) else total / len(perm)
+        history.append({"epoch": epoch, "step": step, "loss": total / len(perm), "eval_loss": eval_loss})
+        if eval_loss < best["loss"]:
+            best = {"loss": eval_loss, "epoch": epoch, "step": step,
+                    "state": {k: v.clone() for k, v in head.state_dict().items()}}
+        elif epoch - best["epoch"] >= patience:
+            break
+    head.load_state_dict(best["state"])
+    return head.eval(), {"steps": step, "best_step": best["step"], "best_eval_loss": best["loss"],
+                         "epochs": float(history[-1]["epoch"]), "history": history}
+
+
+def save_value_verifier(out_dir: Path, lm, tokenizer, head: ValueHead, kind: str) -> None:
+    lm.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(out_dir / HEAD_WEIGHTS))
+    (out_dir / HEAD_CONFIG).write_text(json.dumps({"kind": kind, "num_features": int(head.mean.numel()),
+                                                   "width": head.mlp[0].out_features}, indent=1))
+
+
+class LikelihoodVerifier:
+    """Scores every step of every solution with a frozen causal LM and a value head (see the module doc).
+
+    Same `score` contract as `verifier.TransformersVerifier`: identical (prompt, completion) pairs are scored
+    once, one forward pass per solution."""
+
+    def __init__(self, lm, tokenizer, head: ValueHead, name: str = "verifier", batch_size: int = 512,
+                 progress: bool = True):
+        self.lm, self.tokenizer, self.head, self.name = lm, tokenizer, head, name
+        self.batch_size, self.progress = batch_size, progress
+        self.non_embedding_params = count_params(lm) + sum(p.numel() for p in head.parameters())
+
+    @classmethod
+    def from_pretrained(cls, path: str, device: str = "cpu", **kw) -> "LikelihoodVerifier":
+        check_model_path("verifier_path", str(path))
+        spec = json.loads((Path(path) / HEAD_CONFIG).read_text())
+        lm, tokenizer = load_backbone(path)
+        head = ValueHead(spec["num_features"], spec["width"])
+        head.load_state_dict(load_file(str(Path(path) / HEAD_WEIGHTS)))
+        return cls(lm.to(device), tokenizer, head.eval(), name=kw.pop("name", str(path).rstrip("/").split("/")[-1]),
+                   **kw)
+
+    @torch.inference_mode()
+    def score(self, prompts: list[str], completions: list[str]) -> tuple[list[list[float]], list[int]]:
+        if len(prompts) != len(completions):
+            raise ValueError(f"prompts and completions differ in length ({len(prompts)} vs {len(completions)})")
+        unique = {}
+        for pair in zip(prompts, completions):
+            unique.setdefault(pair, len(unique))
+        pairs = list(unique)
+        feats, tokens = step_features(self.lm, self.tokenizer, [p for p, _ in pairs], [c for _, c in pairs],
+                                      self.batch_size, self.progress)
+        scores = [torch.sigmoid(self.head(torch.from_numpy(f))).tolist() if len(f) else [] for f in feats]
+        return [scores[unique[p]] for p in zip(prompts, completions)], [tokens[unique[p]] for p in zip(prompts, completions)]
