@@ -18,8 +18,12 @@ import sys
 import time
 from pathlib import Path
 
+from ttc_utils.config import PrmSearchNotebookConfig, load_profile
 from ttc_utils.policy import SamplingParams, TransformersPolicy
+from ttc_utils.pool import base_policy_path
 from ttc_utils.search import SearchConfig, search
+from ttc_utils.search_plan import prm_labels, train_reward_models, verifier_base_path
+from ttc_utils.training import train_ladder
 from ttc_utils.verifier import load_verifier
 from ttc_utils.world import WorldConfig, generate, max_solution_chars
 
@@ -30,12 +34,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def find_prm() -> str:
-    for profile in ("default", "smoke"):
-        found = [p for p in glob.glob(str(ROOT / "data" / "cache" / profile / "verifier-prm-*"))
-                 if (Path(p) / "config.json").exists()]
-        if found:
-            return max(found, key=lambda p: Path(p).stat().st_mtime)  # the latest trained PRM
-    raise SystemExit("no trained PRM in data/cache/: run notebook 02 (default or smoke profile) first")
+    """The PRM notebook 02 uses under the default profile, resolved through its cached stages."""
+    if not glob.glob(str(ROOT / "data" / "cache" / "default" / "verifier-prm-*" / "config.json")):
+        raise SystemExit("no trained PRM in data/cache/default: run notebook 02 with the default profile first")
+    cfg = PrmSearchNotebookConfig.from_params({**load_profile("default", "02_prm_search"),
+                                               "data_dir": str(ROOT / "data")})
+    ladder, _ = train_ladder(cfg.cache(), cfg.world(), cfg.sizes(), cfg.train(), disable_tqdm=True)
+    labels = prm_labels(cfg, base_policy_path(cfg, ladder), progress=False)
+    return train_reward_models(cfg, verifier_base_path(cfg, ladder), labels, disable_tqdm=True)[0]
 
 
 class GeneratePath:
