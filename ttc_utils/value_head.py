@@ -30,7 +30,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from .models import check_model_path, count_params
 from .policy import right_pad
-from .verifier import encode_steps
+from .verifier import encode_steps, unique_pairs
 
 HEAD_CONFIG = "value_head.json"
 HEAD_WEIGHTS = "value_head.safetensors"
@@ -169,12 +169,7 @@ class LikelihoodVerifier:
 
     @torch.inference_mode()
     def score(self, prompts: list[str], completions: list[str]) -> tuple[list[list[float]], list[int]]:
-        if len(prompts) != len(completions):
-            raise ValueError(f"prompts and completions differ in length ({len(prompts)} vs {len(completions)})")
-        unique = {}
-        for pair in zip(prompts, completions):
-            unique.setdefault(pair, len(unique))
-        pairs = list(unique)
+        pairs, unique = unique_pairs(prompts, completions)
         feats, tokens = step_features(self.lm, self.tokenizer, [p for p, _ in pairs], [c for _, c in pairs],
                                       self.batch_size, self.progress)
         scores = [torch.sigmoid(self.head(torch.from_numpy(f))).tolist() if len(f) else [] for f in feats]

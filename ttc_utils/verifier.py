@@ -68,12 +68,7 @@ class TransformersVerifier:
 
     @torch.inference_mode()
     def score(self, prompts: list[str], completions: list[str]) -> tuple[list[list[float]], list[int]]:
-        if len(prompts) != len(completions):
-            raise ValueError(f"prompts and completions differ in length ({len(prompts)} vs {len(completions)})")
-        unique = {}
-        for pair in zip(prompts, completions):
-            unique.setdefault(pair, len(unique))
-        pairs = list(unique)
+        pairs, unique = unique_pairs(prompts, completions)
         encoded = [self.encode(p, c) for p, c in pairs]
         order = sorted(range(len(pairs)), key=lambda i: len(encoded[i][0]))
         scores: list[list[float]] = [[] for _ in pairs]
@@ -86,6 +81,17 @@ class TransformersVerifier:
                 scores[i] = probs[r, encoded[i][1]].astype(float).tolist()
         tokens = [len(encoded[unique[pair]][0]) for pair in zip(prompts, completions)]
         return [scores[unique[pair]] for pair in zip(prompts, completions)], tokens
+
+
+def unique_pairs(prompts: list[str], completions: list[str]) -> tuple[list[tuple[str, str]], dict]:
+    """(distinct (prompt, completion) pairs in first-seen order, pair -> its index): search asks for the
+    same path many times, and scoring it once is enough."""
+    if len(prompts) != len(completions):
+        raise ValueError(f"prompts and completions differ in length ({len(prompts)} vs {len(completions)})")
+    unique = {}
+    for pair in zip(prompts, completions):
+        unique.setdefault(pair, len(unique))
+    return list(unique), unique
 
 
 def load_verifier(path: str, **kw):
