@@ -34,7 +34,7 @@ from .cache import Cache, content_key
 from .models import count_params
 from .policy import SamplingParams, TransformersPolicy, derive_seed, right_pad
 from .sampling import policy_key, sample_problems
-from .value_head import fit_value_head, load_backbone, save_value_verifier, step_features
+from .value_head import fit_value_head, likelihood_column, load_backbone, save_value_verifier, step_features
 from .verifier import encode_steps, load_verifier, step_end_offsets
 from .world import Problem, first_error, grade, step_labels
 
@@ -406,27 +406,16 @@ def policy_logprobs(cache: Cache, policy_path: str, problems: list[Problem], sam
     key = {"policy": policy_key(policy_path), "samples": samples_key, "questions_per_chunk": questions_per_chunk}
     models = {}
 
-    @torch.inference_mode()
     def compute(i: int) -> pd.DataFrame:
         if not models:
-            models["lm"] = AutoModelForCausalLM.from_pretrained(policy_path).eval()
-            models["tok"] = AutoTokenizer.from_pretrained(policy_path)
-        lm, tok = models["lm"], models["tok"]
+            models["lm"], models["tok"] = load_backbone(policy_path)
         part = samples[samples.qid.isin(set(chunks[i]))]
-        pairs = [(by_qid[q].prompt, through_answer(t)) for q, t in zip(part.qid, part.text)]
-        out = np.zeros((len(pairs), 2))
-        for b in range(0, len(pairs), batch_size):
-            batch = pairs[b:b + batch_size]
-            ids = [tok(p + c).input_ids for p, c in batch]
-            starts = [len(tok(p).input_ids) for p, _ in batch]
-            x, mask = right_pad(ids, tok.pad_token_id)
-            logp = torch.log_softmax(lm(input_ids=x, attention_mask=mask).logits.float(), -1)
-            token_logp = logp[:, :-1].gather(-1, x[:, 1:, None])[..., 0].numpy()
-            for r, row in enumerate(ids):
-                v = token_logp[r, starts[r] - 1:len(row) - 1]
-                out[b + r] = (v.sum(), v.min()) if len(v) else (-np.inf, -np.inf)
+        features, _ = step_features(models["lm"], models["tok"], [by_qid[q].prompt for q in part.qid],
+                                    [through_answer(t) for t in part.text], batch_size)
+        last = [f[-1] if len(f) else None for f in features]  # running sums over every step: the whole completion
         return pd.DataFrame({"qid": part.qid.to_numpy(), "sample_index": part.sample_index.to_numpy(),
-                             "logprob_sum": out[:, 0], "logprob_min": out[:, 1]})
+                             "logprob_sum": [-np.inf if r is None else float(r[likelihood_column("run_sum")]) for r in last],
+                             "logprob_min": [-np.inf if r is None else float(r[likelihood_column("run_min")]) for r in last]})
 
     return cache.chunked("logprobs", key, len(chunks), compute, desc="policy log-probabilities")
 

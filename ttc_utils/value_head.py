@@ -34,7 +34,14 @@ from .verifier import encode_steps, unique_pairs
 
 HEAD_CONFIG = "value_head.json"
 HEAD_WEIGHTS = "value_head.safetensors"
-NUM_LIKELIHOOD_FEATURES = 5  # step min/sum log p, running min/sum, step index
+# the columns after the hidden state; "run_" ones cover steps 1..j, so the last step's cover the completion
+LIKELIHOOD_FEATURES = ("step_min", "step_sum", "run_min", "run_sum", "step_index")
+NUM_LIKELIHOOD_FEATURES = len(LIKELIHOOD_FEATURES)
+
+
+def likelihood_column(name: str) -> int:
+    """Index (from the end) of a likelihood feature in a `step_features` row."""
+    return LIKELIHOOD_FEATURES.index(name) - NUM_LIKELIHOOD_FEATURES
 
 
 class ValueHead(torch.nn.Module):
@@ -107,7 +114,7 @@ def fit_value_head(features: list[np.ndarray], targets: list[list[float]], held_
     head.std.copy_(x[train_rows].std(0) + 1e-6)
     opt = torch.optim.AdamW(head.parameters(), lr=learning_rate, weight_decay=0.01)
     steps_per_solution = len(train_rows) / max(1, int((~held_out).sum()))
-    step_batch = max(1, int(round(batch_size * steps_per_solution)))
+    step_batch = max(1, round(batch_size * steps_per_solution))
     bce = torch.nn.functional.binary_cross_entropy_with_logits
     best = {"loss": float("inf"), "epoch": 0, "state": None}
     history, step = [], 0

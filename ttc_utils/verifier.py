@@ -98,7 +98,6 @@ def load_verifier(path: str, **kw):
     """The verifier in a folder written by `prm.train_verifier`: a value head over a frozen LM
     (`value_head.LikelihoodVerifier`) or a fine-tuned token classifier (`TransformersVerifier`)."""
     from .value_head import HEAD_CONFIG, LikelihoodVerifier
-    check_model_path("verifier_path", str(path))
     cls = LikelihoodVerifier if (Path(path) / HEAD_CONFIG).exists() else TransformersVerifier
     return cls.from_pretrained(path, **kw)
 
