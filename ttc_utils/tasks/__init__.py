@@ -1,0 +1,36 @@
+"""Tasks by name: `get_task("arithmetic", world=WorldConfig())`, `get_task("math", path=...)`.
+
+A new task is one module implementing `tasks.base.Task` plus one `register_task` call below.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .base import Task
+
+TASKS: dict[str, Callable[..., Task]] = {}
+
+
+def register_task(name: str, factory: Callable[..., Task]) -> None:
+    TASKS[name] = factory
+
+
+def get_task(name: str, **kwargs) -> Task:
+    if name not in TASKS:
+        raise ValueError(f"task={name!r} is not allowed: expected one of {sorted(TASKS)}")
+    return TASKS[name](**kwargs)
+
+
+def _register_builtin() -> None:
+    from .arithmetic import ArithmeticTask
+    register_task("arithmetic", ArithmeticTask)
+    try:
+        from .math import MathTask
+    except ImportError:  # the MATH task needs math-verify; the arithmetic world does not
+        return
+    register_task("math", MathTask)
+
+
+_register_builtin()
+
+__all__ = ["TASKS", "Task", "get_task", "register_task"]
