@@ -34,12 +34,11 @@ from .cache import Cache, content_key
 from .models import count_params
 from .policy import SamplingParams, TransformersPolicy, derive_seed, right_pad
 from .sampling import policy_key, sample_problems
-from .value_head import fit_value_head, likelihood_column, load_backbone, save_value_verifier, step_features
+from .value_head import HEADS, fit_value_head, likelihood_column, load_backbone, save_value_verifier, step_features
 from .verifier import encode_steps, load_verifier, step_end_offsets
 from .world import Problem, first_error, grade, step_labels
 
 KINDS = ("prm", "orm")
-HEADS = ("likelihood", "finetune")  # see value_head.py for why the default reads likelihoods
 
 
 def through_answer(completion: str) -> str:

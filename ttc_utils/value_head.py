@@ -32,6 +32,7 @@ from .models import check_model_path, count_params
 from .policy import right_pad
 from .verifier import encode_steps, unique_pairs
 
+HEADS = ("likelihood", "finetune")  # the verifier recipes: this value head, or the fine-tuned backbone (prm.py)
 HEAD_CONFIG = "value_head.json"
 HEAD_WEIGHTS = "value_head.safetensors"
 # the columns after the hidden state; "run_" ones cover steps 1..j, so the last step's cover the completion
