@@ -1,42 +1,54 @@
-"""Profiles and parameter validation: one frozen config object per notebook, checked before any compute.
+"""Notebook parameters: one frozen config per notebook, built from sections, resolved and checked before any compute.
 
-A notebook's `parameters` cell holds literals only; its next cell passes them all to the notebook's
-config class, which raises a clear error naming the parameter and what is allowed. Profiles are
-papermill parameter files, `notebooks/params/<profile>.yaml`, with a `common` section shared by all
-notebooks and one section per notebook.
+Every parameter has exactly one default: its field in a section below (`RunSection`, `WorldSection`, ...).
+A profile, `notebooks/params/<profile>.yaml`, is a flat mapping that overrides only what differs from those
+defaults (`default.yaml` is empty). A notebook's `parameters` cell sets `profile` and leaves every other
+parameter None ("the profile's value"); its next cell is
+
+    cfg = load_config("00_world", globals())
+
+which fills the notebook's config class from (section defaults) <- (the profile file) <- (every parameter that
+is not None), so `papermill nb.ipynb out.ipynb -p profile smoke -p seed 1` and the runner
+(`python -m ttc_utils.run --profile smoke -p seed=1`) run the same thing. Bad values, unknown names (also names
+injected by `papermill -f`), unwritable folders and unloadable models fail there, with one error naming the
+parameter. Relative `data_dir` and `figures_dir` are resolved against `notebooks/`, whatever the process cwd.
+
+This module imports no stage: stages import it (or take any object with the same attributes).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import ast
+import copy
+import json
+import os
+import tempfile
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 
 import yaml
 
+from .aggregation import AGGREGATIONS
 from .cache import Cache
-from .models import ModelSize, check_model_path
+from .checks import check, check_choice, check_int, check_positive, is_int, is_power_of_two
+from .models import ModelSize
 from .training import TrainConfig
-from .world import WorldConfig
+from .value_head import HEADS
+from .world import WorldConfig, max_line_chars, max_solution_chars
 
-PROFILES = ("smoke", "default")
-PARAMS_DIR = Path(__file__).resolve().parent.parent / "notebooks" / "params"
-
-
-def check(ok: bool, name: str, value, allowed: str) -> None:
-    if not ok:
-        raise ValueError(f"{name}={value!r} is not allowed: expected {allowed}")
-
-
-def check_int(name: str, value, lo: int = 1) -> None:
-    check(isinstance(value, int) and not isinstance(value, bool) and value >= lo, name, value, f"an int >= {lo}")
+NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+PARAMS_DIR = NOTEBOOKS_DIR / "params"
+ACCOUNTINGS = ("arxiv", "iclr")  # arxiv v1: verifier calls are free; ICLR 2025: each costs one generation
+# Names IPython itself puts in a notebook's namespace (names starting with "_" are skipped too).
+IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
+LITERAL_TYPES = (str, int, float, bool, list, dict, tuple, type(None))
 
 
-def check_positive(name: str, value) -> None:
-    check(isinstance(value, (int, float)) and value > 0, name, value, "a float > 0")
+def profiles() -> tuple[str, ...]:
+    """The profile names: the stems of `notebooks/params/*.yaml` (a new profile is one new file)."""
+    return tuple(sorted(p.stem for p in Path(PARAMS_DIR).glob("*.yaml")))
 
 
-def check_num_bins(num_bins, num_test: int) -> None:
-    check(isinstance(num_bins, int) and not isinstance(num_bins, bool) and 1 <= num_bins <= min(10, num_test),
-          "num_bins", num_bins, f"an int in [1, {min(10, num_test)}]")
+PROFILES = profiles()
 
 
 def powers_of_two(limit: int) -> list[int]:
@@ -44,183 +56,453 @@ def powers_of_two(limit: int) -> list[int]:
     return [2 ** i for i in range(limit.bit_length()) if 2 ** i <= limit]
 
 
-def load_profile(profile: str, notebook: str) -> dict:
-    """The papermill parameters of `notebook` (e.g. '00_world') under `profile`: common + its section."""
-    check(profile in PROFILES, "profile", profile, f"one of {PROFILES}")
-    raw = yaml.safe_load((PARAMS_DIR / f"{profile}.yaml").read_text())
-    return {**raw.get("common", {}), **raw.get(notebook, {})}
+def max_problem_tokens(world: WorldConfig) -> int:
+    """An upper bound on the tokens of one problem with its solution, as the models see it in training.
+
+    One token per character: <bos> "Q:\\n" question "\\n" solution <eos>, the solution bounded by
+    `max_solution_chars` and the question line by `max_line_chars`.
+    """
+    return 1 + len("Q:\n") + max_line_chars(world) + 1 + max_solution_chars(world) + 1
+
+
+# --- sections: each field's one default, its meaning, and the checks of its own values -----------------------------
 
 
 @dataclass(frozen=True)
-class SuiteConfig:
-    """Parameters every notebook shares: the profile, the seed, the world, the policy ladder, the test set."""
-    profile: str  # names the cache folder data/cache/<profile>; one of PROFILES
-    seed: int  # drives the world, the corpus order, initialisation and sampling
-    min_steps: int  # fewest operations per question
-    max_steps: int  # most operations per question
-    modulus: int  # every intermediate result is taken modulo this
-    max_operand: int  # largest operand of + and -
-    max_multiplier: int  # largest operand of *
-    ops: str  # operation mix
-    ladder_hidden: list  # widths of the ladder's rungs
-    ladder_layers: list  # depths of the ladder's rungs (same length as ladder_hidden)
-    train_tokens: int  # pretraining tokens every rung sees
-    batch_size: int  # problems per optimizer step
-    learning_rate: float  # peak learning rate
-    num_test: int  # test questions every notebook evaluates on
-    policy_path: str  # "" = the smallest rung (the base policy); else a model folder or hub id
-    data_dir: str  # holds cache/<profile>/
-    figures_dir: str  # where figures are written
+class RunSection:
+    """Which profile, which seed, and where artifacts and figures go."""
+    profile: str = "default"  # a file notebooks/params/<profile>.yaml; also names the cache data/cache/<profile>
+    seed: int = 0  # one seed drives the world, the corpus order, initialisation and sampling
+    data_dir: str = "../data"  # the cache lives in <data_dir>/cache/<profile>; relative to notebooks/
+    figures_dir: str = "../figures"  # where figures (PNG, PDF, JSON) are written; relative to notebooks/
 
-    def __post_init__(self):
-        check(self.profile in PROFILES, "profile", self.profile, f"one of {PROFILES}")
+    def check(self):
+        check(self.profile in profiles(), "profile", self.profile, f"one of {profiles()} (notebooks/params/*.yaml)")
         check_int("seed", self.seed, lo=0)
-        for name in ("train_tokens", "batch_size", "num_test"):
-            check_int(name, getattr(self, name))
-        check(isinstance(self.ladder_hidden, list) and len(self.ladder_hidden) >= 2
-              and all(isinstance(h, int) and h >= 16 and h % 16 == 0 for h in self.ladder_hidden),
-              "ladder_hidden", self.ladder_hidden, "a list of >= 2 widths, each a multiple of 16")
-        check(isinstance(self.ladder_layers, list) and len(self.ladder_layers) == len(self.ladder_hidden)
-              and all(isinstance(x, int) and x >= 1 for x in self.ladder_layers),
-              "ladder_layers", self.ladder_layers, f"a list of {len(self.ladder_hidden)} ints >= 1")
-        if self.policy_path:
-            check_model_path("policy_path", self.policy_path)
-        self.world()  # validates the world's own fields
-        self.train()
+        for name in ("data_dir", "figures_dir"):
+            value = getattr(self, name)
+            check(isinstance(value, str) and value != "", name, value, "a folder path")
+            # resolved once here, so every process (runner, plain papermill, any cwd) writes to the same place
+            path = Path(os.path.expanduser(value))
+            object.__setattr__(self, name, str(path if path.is_absolute() else (NOTEBOOKS_DIR / path).resolve()))
 
-    @classmethod
-    def from_params(cls, params: dict):
-        """From a dict of exactly the config's fields; unknown or missing names are an error."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(params) - names)
-        check(not unknown, "parameters", unknown, f"names among {sorted(names)}")
-        missing = sorted(names - set(params))
-        check(not missing, "parameters", missing, "all parameters to be given")
-        return cls(**params)
+    def check_files(self):
+        for name in ("data_dir", "figures_dir"):
+            check_writable_dir(name, getattr(self, name))
 
-    @classmethod
-    def from_globals(cls, ns: dict):
-        """From a notebook's namespace: picks the config's fields out of `globals()`."""
-        return cls.from_params({f.name: ns[f.name] for f in fields(cls) if f.name in ns})
+    def cache(self) -> Cache:
+        return Cache(Path(self.data_dir) / "cache" / self.profile)
+
+
+@dataclass(frozen=True)
+class WorldSection:
+    """The embedded world: chains of operations evaluated left to right modulo `modulus`."""
+    min_steps: int = 1  # fewest operations per question
+    max_steps: int = 8  # most operations per question (a problem must fit the models' context)
+    modulus: int = 10  # every intermediate result is taken modulo this
+    max_operand: int = 9  # largest operand of + and -
+    max_multiplier: int = 9  # largest operand of *
+    ops: str = "+-*"  # operation mix, one drawn uniformly per step
+
+    def check(self):
+        world = self.world()  # WorldConfig checks each field and names it
+        limit = TrainConfig().max_len
+        need = max_problem_tokens(world)
+        if need > limit:
+            # each step adds at least one token, so no max_steps >= limit can fit
+            fits = [k for k in range(world.min_steps, min(world.max_steps, limit))
+                    if max_problem_tokens(replace(world, max_steps=k)) <= limit]
+            hint = f"max_steps <= {fits[-1]} fits" if fits else "no max_steps fits with these operands"
+            # training on problems cut at the context limit never learns their answers and crawls
+            raise ValueError(f"max_steps={self.max_steps!r} is not allowed: its longest problem takes {need} tokens, "
+                             f"more than the models' context limit of {limit} tokens (TrainConfig.max_len); {hint}")
 
     def world(self) -> WorldConfig:
         return WorldConfig(min_steps=self.min_steps, max_steps=self.max_steps, modulus=self.modulus,
                            max_operand=self.max_operand, max_multiplier=self.max_multiplier, ops=self.ops)
 
+
+@dataclass(frozen=True)
+class LadderSection:
+    """The policy ladder: transformers of growing size pretrained on the same tokens of the world."""
+    ladder_hidden: list = field(default_factory=lambda: [64, 96, 128, 192])  # width of each rung (multiples of 16)
+    ladder_layers: list = field(default_factory=lambda: [3, 4, 5, 5])  # depth of each rung
+    train_tokens: int = 1_900_000  # pretraining tokens every rung sees
+    batch_size: int = 32  # problems per optimizer step
+    learning_rate: float = 1e-3  # AdamW learning rate of the ladder (constant after warm-up)
+
+    def check(self):
+        check(isinstance(self.ladder_hidden, list) and len(self.ladder_hidden) >= 2
+              and all(is_int(h) and h >= 16 and h % 16 == 0 for h in self.ladder_hidden),
+              "ladder_hidden", self.ladder_hidden, "a list of >= 2 widths, each a multiple of 16")
+        check(isinstance(self.ladder_layers, list) and len(self.ladder_layers) == len(self.ladder_hidden)
+              and all(is_int(x) and x >= 1 for x in self.ladder_layers),
+              "ladder_layers", self.ladder_layers, f"a list of {len(self.ladder_hidden)} ints >= 1 (one per rung)")
+        check_int("train_tokens", self.train_tokens)
+        check_int("batch_size", self.batch_size)
+        check_positive("learning_rate", self.learning_rate)
+
     def sizes(self) -> list[ModelSize]:
         # 16-wide heads, as in the measured base (width 64, 4 heads)
         return [ModelSize(h, l, h // 16) for h, l in zip(self.ladder_hidden, self.ladder_layers)]
 
-    def train(self) -> TrainConfig:
-        return TrainConfig(tokens=self.train_tokens, batch_size=self.batch_size,
-                           learning_rate=self.learning_rate, seed=self.seed)
 
-    def cache(self) -> Cache:
-        return Cache(Path(self.data_dir) / "cache" / self.profile)
+@dataclass(frozen=True)
+class TestSection:
+    """The test set every notebook evaluates on, and the policy under test."""
+    __test__ = False  # not a pytest test class, despite its name
 
-    def as_dict(self) -> dict:
-        return asdict(self)
+    num_test: int = 400  # test questions (the first num_test of the test split, the same in every notebook)
+    policy_path: str = ""  # the policy; "" means the ladder's smallest rung (the base policy); else a folder or hub id
+
+    def check(self):
+        check_int("num_test", self.num_test)
+        check(isinstance(self.policy_path, str), "policy_path", self.policy_path, "a model folder, a hub id or ''")
+
+    def check_files(self):
+        if self.policy_path:
+            check_model(self.policy_path, "policy_path")
 
 
 @dataclass(frozen=True)
-class WorldNotebookConfig(SuiteConfig):
-    """Parameters of notebooks/00_world.ipynb (the world, the policy ladder, the base policy's pass@1)."""
+class SamplingSection:
+    """How the policy samples."""
+    temperature: float = 1.0  # sampling temperature of every sample, rollout and search step
+
+    def check(self):
+        check_positive("temperature", self.temperature)
+
+
+@dataclass(frozen=True)
+class Pass1Section:
+    """The base policy's per-question pass@1 (notebook 00)."""
     samples_per_question: int = 64  # samples per test question for the base policy's pass@1
-    temperature: float = 1.0  # sampling temperature for pass@1
 
-    def __post_init__(self):
-        super().__post_init__()
+    def check(self):
         check_int("samples_per_question", self.samples_per_question)
-        check_positive("temperature", self.temperature)
 
 
 @dataclass(frozen=True)
-class PoolNotebookConfig(SuiteConfig):
-    """Parameters of notebooks/01_difficulty_bins.ipynb (the sample pool, estimators, oracle bins)."""
+class PoolSection:
+    """The sample pool every best-of-N style curve is estimated from, and the oracle difficulty bins."""
     pool_size: int = 256  # samples per test question in the pool (the paper: 2048)
-    temperature: float = 1.0  # sampling temperature of the pool
-    num_bins: int = 5  # oracle difficulty bins (quantiles of the base policy's pass@1)
+    num_bins: int = 5  # oracle difficulty bins (quantiles of the base policy's pass@1 on the pool)
     num_subsets: int = 200  # random subsets per budget for the subset-averaged estimators
-    ladder_samples: int = 16  # samples per question for each ladder model's sampled pass@1
-    shard: int = 0  # which shard of the questions this run samples (0 <= shard < num_shards)
-    num_shards: int = 1  # question shards run as separate jobs; 1 = everything in one run
 
-    def __post_init__(self):
-        super().__post_init__()
-        for name in ("pool_size", "num_subsets", "ladder_samples", "num_shards"):
-            check_int(name, getattr(self, name))
-        check_num_bins(self.num_bins, self.num_test)
-        check(isinstance(self.shard, int) and 0 <= self.shard < self.num_shards, "shard", self.shard,
-              f"an int in [0, num_shards={self.num_shards})")
-        check_positive("temperature", self.temperature)
-
-    def budgets(self) -> list[int]:
-        """Generation budgets 2^0 ... up to the pool size."""
-        return powers_of_two(self.pool_size)
-
-
-ACCOUNTINGS = ("arxiv", "iclr")
-
-
-@dataclass(frozen=True)
-class PrmSearchNotebookConfig(SuiteConfig):
-    """Parameters of notebooks/02_prm_search.ipynb (PRM/ORM from Monte Carlo rollouts, search scaling)."""
-    pool_size: int = 256  # samples per test question in notebook 01's pool (reused from its cache)
-    temperature: float = 1.0  # sampling temperature of the pool, the PRM solutions and the search steps
-    num_bins: int = 5  # oracle difficulty bins
-    num_subsets: int = 200  # random subsets per budget for the subset-averaged estimators
-    prm_questions: int = 384  # training-split questions whose solutions get Monte Carlo step labels
-    prm_samples: int = 16  # solutions sampled per PRM training question (the paper: 16)
-    prm_rollouts: int = 8  # rollouts per step prefix for its soft label (the paper: 16)
-    verifier_rung: int = 1  # ladder rung the PRM and ORM are built on (0: the policy's own size)
-    verifier_head: str = "likelihood"  # likelihood: a value head on the frozen rung; finetune: the whole rung
-    verifier_learning_rate: float = 1e-3  # AdamW learning rate of the PRM and ORM
-    verifier_batch_size: int = 64  # solutions per optimizer step
-    verifier_epochs: int = 100  # most epochs; early stopping on held-out training questions ends sooner
-    aggregation: str = "last"  # PRM step-score aggregation used in search and best-of-N weighted
-    search_questions: int = 200  # test questions the step-level searches run on (the first of the test split)
-    max_budget: int = 256  # largest generation budget of the searches (budgets 1, 2, 4 ... max_budget)
-    beam_width: int = 4  # the fixed beam width M (the other beam setting is M = sqrt N)
-    lookahead_steps: list = None  # lookahead depths k of the lookahead searches (M = sqrt N), e.g. [1, 3]
-    search_seeds: int = 1  # independent runs of every search setting
-    max_rounds: int = 40  # beam-search rounds before every beam is declared finished
-    accounting: str = "arxiv"  # arxiv: the verifier is free; iclr: each verifier call costs one generation
-
-    shard, num_shards = 0, 1  # the pool is read whole here (notebook 01 shards its sampling)
-
-    def __post_init__(self):
-        super().__post_init__()
-        for name in ("pool_size", "num_subsets", "prm_questions", "prm_samples", "prm_rollouts",
-                     "verifier_batch_size", "verifier_epochs", "search_questions", "search_seeds", "max_rounds"):
-            check_int(name, getattr(self, name))
-        check_num_bins(self.num_bins, self.num_test)
-        check(isinstance(self.verifier_rung, int) and 0 <= self.verifier_rung < len(self.ladder_hidden),
-              "verifier_rung", self.verifier_rung, f"an int in [0, {len(self.ladder_hidden) - 1}] (a ladder rung)")
-        from .prm import HEADS
-        check(self.verifier_head in HEADS, "verifier_head", self.verifier_head, f"one of {HEADS}")
-        check_positive("temperature", self.temperature)
-        check_positive("verifier_learning_rate", self.verifier_learning_rate)
-        check(self.search_questions <= self.num_test, "search_questions", self.search_questions,
-              f"an int in [1, num_test={self.num_test}]")
-        check(isinstance(self.max_budget, int) and self.max_budget >= 1 and self.max_budget & (self.max_budget - 1) == 0,
-              "max_budget", self.max_budget, "a power of two >= 1")
-        check(self.max_budget <= self.pool_size, "max_budget", self.max_budget,
-              f"a power of two <= pool_size={self.pool_size} (best-of-N is read from the pool)")
-        check(isinstance(self.beam_width, int) and self.beam_width >= 1
-              and self.beam_width & (self.beam_width - 1) == 0, "beam_width", self.beam_width,
-              "a power of two, so that it divides every budget N >= beam_width")
-        check(isinstance(self.lookahead_steps, list) and len(self.lookahead_steps) >= 1
-              and all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in self.lookahead_steps),
-              "lookahead_steps", self.lookahead_steps, "a non-empty list of ints k >= 0")
-        check(self.accounting in ACCOUNTINGS, "accounting", self.accounting, f"one of {ACCOUNTINGS}")
-        from .aggregation import check_aggregation
-        check_aggregation(self.aggregation)
-        from .search_plan import search_plan
-        search_plan(self)  # every search setting is built (and validated) before any compute
+    def check(self):
+        check_int("pool_size", self.pool_size, lo=2)  # a scaling curve needs at least two budgets
+        check(is_int(self.num_bins) and 1 <= self.num_bins <= 10, "num_bins", self.num_bins, "an int in [1, 10]")
+        check_int("num_subsets", self.num_subsets)
 
     def budgets(self) -> list[int]:
         """Best-of-N budgets 2^0 ... up to the pool size."""
         return powers_of_two(self.pool_size)
 
+
+@dataclass(frozen=True)
+class LadderEvalSection:
+    """Every ladder rung's sampled pass@1 per difficulty bin (notebook 01)."""
+    ladder_samples: int = 16  # samples per question for each ladder model's sampled pass@1
+
+    def check(self):
+        check_int("ladder_samples", self.ladder_samples)
+
+
+@dataclass(frozen=True)
+class ShardSection:
+    """Sharding the pool's sampling over separate jobs (notebook 01)."""
+    shard: int = 0  # which question shard this run samples, from 0 to num_shards - 1
+    num_shards: int = 1  # shards run as separate jobs; merge their caches, then rerun with 1
+
+    def check(self):
+        check_int("num_shards", self.num_shards)
+        check(is_int(self.shard) and 0 <= self.shard < self.num_shards, "shard", self.shard,
+              f"an int in [0, num_shards={self.num_shards})")
+
+
+@dataclass(frozen=True)
+class PrmSection:
+    """The PRM and ORM: Monte Carlo step labels on training questions, then a verifier trained on them."""
+    prm_questions: int = 384  # training-split questions whose sampled solutions get Monte Carlo step labels
+    prm_samples: int = 16  # solutions sampled per PRM training question (the paper: 16)
+    prm_rollouts: int = 8  # rollouts per step prefix for its soft label (the paper: 16)
+    verifier_rung: int = 1  # ladder rung the PRM and ORM are built on (0 is the policy's own size)
+    verifier_head: str = "likelihood"  # likelihood: value head on the frozen rung's state and log-probs; finetune
+    verifier_learning_rate: float = 1e-3  # AdamW learning rate of the PRM and the ORM
+    verifier_batch_size: int = 64  # solutions per optimizer step
+    verifier_epochs: int = 100  # most epochs; early stopping on held-out training questions ends sooner
+
+    def check(self):
+        for name in ("prm_questions", "prm_samples", "prm_rollouts", "verifier_batch_size", "verifier_epochs"):
+            check_int(name, getattr(self, name))
+        check_int("verifier_rung", self.verifier_rung, lo=0)
+        check_choice("verifier_head", self.verifier_head, HEADS)
+        check_positive("verifier_learning_rate", self.verifier_learning_rate)
+
+
+@dataclass(frozen=True)
+class SearchSection:
+    """Step-level search against the PRM (beam, lookahead, DVTS) at generation budgets 1, 2, 4 ... max_budget."""
+    aggregation: str = "last"  # PRM step-score aggregation in search and best-of-N weighted: last | min | prod
+    search_questions: int = 200  # test questions the searches run on (the first of the test split)
+    max_budget: int = 256  # largest search budget, a power of two (budgets 1, 2, 4 ... max_budget)
+    beam_width: int = 4  # the fixed beam width M, a power of two; the other setting is M of about sqrt N
+    lookahead_steps: list = field(default_factory=lambda: [1, 3])  # lookahead depths k; each costs N(k+1)
+    search_seeds: int = 1  # independent runs of every search setting
+    max_rounds: int = 40  # beam-search rounds before every beam counts as finished (the paper: 40)
+    accounting: str = "arxiv"  # arxiv: verifier calls are free; iclr: each verifier call costs one generation
+
+    def check(self):
+        check_choice("aggregation", self.aggregation, AGGREGATIONS)
+        for name in ("search_questions", "search_seeds", "max_rounds"):
+            check_int(name, getattr(self, name))
+        check(is_power_of_two(self.max_budget), "max_budget", self.max_budget, "a power of two >= 1")
+        check(is_power_of_two(self.beam_width), "beam_width", self.beam_width,
+              "a power of two, so that it divides every budget N >= beam_width")
+        # k = 0 is plain beam search, which always runs; as a lookahead depth it would be silently skipped
+        check(isinstance(self.lookahead_steps, list) and len(self.lookahead_steps) >= 1
+              and all(is_int(k) and k >= 1 for k in self.lookahead_steps),
+              "lookahead_steps", self.lookahead_steps, "a non-empty list of ints k >= 1")
+        check_choice("accounting", self.accounting, ACCOUNTINGS)
+
     def search_budgets(self) -> list[int]:
         return powers_of_two(self.max_budget)
+
+
+SECTIONS = (RunSection, WorldSection, LadderSection, TestSection, SamplingSection, Pass1Section, PoolSection,
+            LadderEvalSection, ShardSection, PrmSection, SearchSection)
+
+
+# --- checks across sections: each runs on every config that has all the fields it names ---------------------------
+
+
+def _bins_fit_test(c):
+    check(c.num_bins <= c.num_test, "num_bins", c.num_bins, f"an int <= num_test={c.num_test} (each bin needs questions)")
+
+
+def _search_fits_test(c):
+    check(c.search_questions <= c.num_test, "search_questions", c.search_questions,
+          f"an int in [1, num_test={c.num_test}] (the searches run on test questions)")
+
+
+def _budget_fits_pool(c):
+    check(c.max_budget <= c.pool_size, "max_budget", c.max_budget,
+          f"a power of two <= pool_size={c.pool_size} (best-of-N at every search budget is read from the pool)")
+
+
+def _beam_fits_budget(c):
+    check(c.beam_width <= c.max_budget, "beam_width", c.beam_width,
+          f"a power of two <= max_budget={c.max_budget} (wider beams never run at any budget)")
+
+
+def _rung_exists(c):
+    check(c.verifier_rung < len(c.ladder_hidden), "verifier_rung", c.verifier_rung,
+          f"an int in [0, {len(c.ladder_hidden) - 1}] (a ladder rung)")
+
+
+def _lookahead_affordable(c):
+    # a k-step lookahead setting spends N(k+1) generations, so at budget 2^i it runs at N = 2^i / (k+1), which
+    # must be a power of two: k+1 must be a power of two <= max_budget, or the setting never runs at all
+    never = [k for k in c.lookahead_steps if not (is_power_of_two(k + 1) and k + 1 <= c.max_budget)]
+    check(not never, "lookahead_steps", c.lookahead_steps,
+          f"depths k with k+1 a power of two <= max_budget={c.max_budget} (k = 1, 3, 7, ...); "
+          f"no budget affords k in {never}")
+
+
+CROSS_CHECKS = (
+    (("num_bins", "num_test"), _bins_fit_test),
+    (("search_questions", "num_test"), _search_fits_test),
+    (("max_budget", "pool_size"), _budget_fits_pool),
+    (("beam_width", "max_budget"), _beam_fits_budget),
+    (("verifier_rung", "ladder_hidden"), _rung_exists),
+    (("lookahead_steps", "max_budget"), _lookahead_affordable),
+)
+
+
+# --- the notebook configs --------------------------------------------------------------------------------------------
+
+
+class NotebookConfig:
+    """What every notebook config adds to its sections: checks in order, derived objects, a full repr.
+
+    Checks run cheapest first: each section's own fields (along the MRO), then the checks across sections,
+    then those that touch the disk or the hub (`check_files`: folders writable, the policy loadable).
+    """
+
+    def __post_init__(self):
+        for section in self.sections():
+            section.check(self)
+        names = {f.name for f in fields(self)}
+        for needs, cross_check in CROSS_CHECKS:
+            if names.issuperset(needs):
+                cross_check(self)
+        for section in self.sections():
+            if "check_files" in vars(section):
+                section.check_files(self)
+
+    @classmethod
+    def sections(cls) -> list[type]:
+        return [c for c in cls.__mro__ if c in SECTIONS]
+
+    @classmethod
+    def parameter_names(cls) -> list[str]:
+        """The notebook's parameters, in section order (its `parameters` cell declares exactly these)."""
+        return [f.name for section in cls.sections() for f in fields(section)]
+
+    @classmethod
+    def from_params(cls, params: dict):
+        """From a dict of parameter names (others keep their defaults); an unknown name is an error."""
+        unknown = sorted(set(params) - set(cls.parameter_names()))
+        check(not unknown, "parameters", unknown, f"names among {cls.parameter_names()}")
+        return cls(**params)
+
+    def train(self) -> TrainConfig:
+        return TrainConfig(tokens=self.train_tokens, batch_size=self.batch_size,
+                           learning_rate=self.learning_rate, seed=self.seed)
+
+    def as_dict(self) -> dict:
+        """Every parameter's resolved value, in section order (a copy: mutating it leaves the config alone)."""
+        return {name: copy.deepcopy(getattr(self, name)) for name in self.parameter_names()}
+
+    def __repr__(self) -> str:
+        # one line per section, so the config cell shows every resolved value readably
+        lines = [", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(s)) for s in self.sections()]
+        return f"{type(self).__name__}(\n" + "".join(f"    {line},\n" for line in lines) + ")"
+
+
+@dataclass(frozen=True, repr=False)
+class WorldNotebookConfig(NotebookConfig, RunSection, WorldSection, LadderSection, TestSection, SamplingSection,
+                          Pass1Section):
+    """Parameters of notebooks/00_world.ipynb (the world, the policy ladder, the base policy's pass@1)."""
+
+
+@dataclass(frozen=True, repr=False)
+class PoolNotebookConfig(NotebookConfig, RunSection, WorldSection, LadderSection, TestSection, SamplingSection,
+                         PoolSection, LadderEvalSection, ShardSection):
+    """Parameters of notebooks/01_difficulty_bins.ipynb (the sample pool, estimators, oracle bins)."""
+
+
+@dataclass(frozen=True, repr=False)
+class PrmSearchNotebookConfig(NotebookConfig, RunSection, WorldSection, LadderSection, TestSection, SamplingSection,
+                              PoolSection, PrmSection, SearchSection):
+    """Parameters of notebooks/02_prm_search.ipynb (PRM/ORM from Monte Carlo rollouts, search scaling)."""
+
+    shard, num_shards = 0, 1  # not parameters: the pool is read whole here (notebook 01 shards its sampling)
+
+
+NOTEBOOK_CONFIGS = {"00_world": WorldNotebookConfig, "01_difficulty_bins": PoolNotebookConfig,
+                    "02_prm_search": PrmSearchNotebookConfig}
+
+
+def all_parameter_names() -> set[str]:
+    return {f.name for section in SECTIONS for f in fields(section)}
+
+
+def section_defaults() -> dict:
+    """Every parameter's default, from the sections (the one place defaults live)."""
+    return {f.name: (f.default if f.default_factory is MISSING else f.default_factory())
+            for section in SECTIONS for f in fields(section)}
+
+
+# --- profiles and the config cell ------------------------------------------------------------------------------------
+
+
+def load_profile(profile: str, notebook: str | None = None) -> dict:
+    """What `profile` overrides (a flat name -> value mapping); with `notebook`, only that notebook's parameters.
+
+    An unknown name in the file is an error naming the file and the name (a typo would otherwise be ignored).
+    """
+    check(profile in profiles(), "profile", profile, f"one of {profiles()} (notebooks/params/*.yaml)")
+    path = Path(PARAMS_DIR) / f"{profile}.yaml"
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise TypeError(f"{path}: expected a mapping of parameter names to values, got {type(raw).__name__}")
+    allowed = all_parameter_names() - {"profile"}  # the profile is the file's name, not one of its values
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ValueError(f"{path}: unknown parameter {unknown[0]!r} (all unknown: {unknown}); "
+                         f"expected names among {sorted(allowed)}")
+    if notebook is not None:
+        names = set(notebook_config(notebook).parameter_names())
+        raw = {k: v for k, v in raw.items() if k in names}
+    return raw
+
+
+def notebook_config(notebook: str) -> type:
+    check(notebook in NOTEBOOK_CONFIGS, "notebook", notebook, f"one of {sorted(NOTEBOOK_CONFIGS)}")
+    return NOTEBOOK_CONFIGS[notebook]
+
+
+def load_config(notebook: str, namespace: dict):
+    """The config of `notebook` (e.g. '00_world') from a notebook's namespace (its `globals()`).
+
+    Values: the section defaults, then the profile file named by `profile`, then every parameter in the
+    namespace that is not None. Before that, a literal global that is no parameter of this notebook is an
+    error: papermill injects any name it is given (`-p`, `-f file.yaml`) and only warns, so such a name would
+    otherwise be silently ignored. Names the notebook's own code binds (imports, later cells' variables, for
+    reruns in JupyterLab) are not parameters and are allowed.
+    """
+    cls = notebook_config(notebook)
+    names = cls.parameter_names()
+    own = notebook_bound_names(notebook)
+    unknown = sorted(k for k, v in namespace.items()
+                     if type(v) in LITERAL_TYPES and k not in names and not k.startswith("_")
+                     and k not in IPYTHON_NAMES and k not in own)
+    if unknown:
+        raise ValueError(f"{unknown[0]}={namespace[unknown[0]]!r} is not a parameter of {notebook} (unknown: "
+                         f"{unknown}); allowed names: {names}. A profile is chosen with -p profile <name>, not "
+                         f"papermill -f notebooks/params/<name>.yaml")
+    profile = namespace.get("profile")
+    profile = "default" if profile is None else profile
+    check(isinstance(profile, str) and profile in profiles(), "profile", profile,
+          f"one of {profiles()} (notebooks/params/*.yaml)")
+    explicit = {k: namespace[k] for k in names if namespace.get(k) is not None}
+    return cls(**{**load_profile(profile, notebook), **explicit, "profile": profile})
+
+
+def notebook_bound_names(notebook: str) -> set[str]:
+    """Names the notebook's code cells assign, import or define (empty if the notebook cannot be read)."""
+    try:
+        cells = json.loads((NOTEBOOKS_DIR / f"{notebook}.ipynb").read_text())["cells"]
+    except (OSError, ValueError, KeyError):
+        return set()
+    out = set()
+    for cell in cells:
+        if cell.get("cell_type") != "code" or "parameters" in cell.get("metadata", {}).get("tags", []):
+            continue
+        src = "".join(cell.get("source", []))
+        # IPython magics and shell escapes are not Python
+        src = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in src.splitlines())
+        try:
+            tree = ast.parse(src)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                out.add(node.id)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                out.update((a.asname or a.name).split(".")[0] for a in node.names)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                out.add(node.name)
+    return out
+
+
+# --- checks that touch the disk or the hub ---------------------------------------------------------------------------
+
+
+def check_writable_dir(name: str, path: str) -> None:
+    """Create `path` if missing and write a temporary file into it; an error names the parameter."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+            pass
+    except OSError as e:
+        raise ValueError(f"{name}={path!r} is not allowed: cannot create or write into it "
+                         f"({type(e).__name__}: {e.strerror or e})") from e
+
+
+def check_model(path: str, param: str) -> None:
+    """Raise ValueError / FileNotFoundError naming `param` unless the model at `path` (folder or hub id) loads."""
+    from .model_spec import ModelSpec  # lazily: a model check is needed only when a path is given
+
+    ModelSpec(path, param=param).check()

@@ -78,13 +78,18 @@ def check_model_path(name: str, path: str) -> str:
     return path
 
 
-def load_causal_lm(path: str, device: str = "cpu", dtype=None):
+def torch_dtype(dtype: str | None):
+    """torch dtype from its name ("float32", "bfloat16", "float16"); None keeps the checkpoint's own."""
+    return None if dtype is None else getattr(torch, dtype)
+
+
+def load_causal_lm(path: str, device: str = "cpu", dtype: str | None = None, revision: str | None = None):
     """(model, tokenizer) from a folder or hub id, in eval mode; the tokenizer pads on the left."""
     check_model_path("model_path", path)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    kwargs = {"dtype": dtype} if dtype is not None else {}
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs).to(device).eval()
+    kwargs = {"dtype": torch_dtype(dtype)} if dtype is not None else {}
+    model = AutoModelForCausalLM.from_pretrained(path, revision=revision, **kwargs).to(device).eval()
     return model, tokenizer

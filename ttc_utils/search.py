@@ -12,11 +12,12 @@ candidate pool per question and subtree:
   expanded r times in all (M each when nothing has finished: N/M beams kept, M expansions each);
 - the N finished candidates are then reduced to one answer by best-of-N weighted.
 
-Costs are measured, not assumed: policy tokens (sampled steps and rollouts), verifier tokens, sampled
-steps, rollout steps, and generations as the paper counts them, N·(k+1).
+Costs are measured, not assumed: policy tokens (sampled steps and rollouts), verifier tokens and verifier calls
+(one per scored candidate), sampled steps, rollout steps, and generations as the paper counts them, N·(k+1).
+The task says where a step ends (its delimiter is the stop string) and which step is final.
 
     cfg = SearchConfig(method="beam", num_beams=16, beam_width=4, lookahead=0)
-    result = run_search(cache, policy_path, verifier_path, problems, cfg, seed=0)
+    result = run_search(cache, ModelSpec(policy_path), ModelSpec(prm_folder), task, problems, cfg, seed=0)
     result[["qid", "correct", "policy_tokens", "generations"]]
 """
 from __future__ import annotations
@@ -31,11 +32,9 @@ import pandas as pd
 from .aggregation import aggregate, check_aggregation
 from .cache import Cache, content_key
 from .estimators import select
-from .policy import SamplingParams, TransformersPolicy, derive_seed
-from .prm import through_answer
-from .sampling import policy_key
-from .verifier import load_verifier
-from .world import Problem, extract_answer
+from .policy import SamplingParams, derive_seed
+from .registry import Lazy, load_policy, load_verifier
+from .sampling import answer_text
 
 METHODS = ("beam", "dvts")
 
@@ -94,32 +93,28 @@ class Beam:
 
 @dataclass
 class _Question:
-    problem: Problem
+    problem: object  # a task's problem
     beams: list[Beam] = field(default_factory=list)  # this round's candidates
     finished: list[Beam] = field(default_factory=list)
-    costs: dict = field(default_factory=lambda: {"policy_tokens": 0, "verifier_tokens": 0, "step_samples": 0,
-                                                  "rollout_steps": 0, "rounds": 0})
+    costs: dict = field(default_factory=lambda: {"policy_tokens": 0, "verifier_tokens": 0, "verifier_calls": 0,
+                                                  "step_samples": 0, "rollout_steps": 0, "rounds": 0})
 
 
-def _sample(policy):
-    """The policy's shared-prefill sampler where it has one (same distribution as `sample`, faster when
-    one prompt is expanded M times), else its `sample`."""
-    return getattr(policy, "sample_shared", policy.sample)
+def _is_final(task, step: str, reason: str) -> bool:
+    """A step ends the solution if it states the answer or the policy stopped without a step boundary."""
+    return task.is_final_step(step) or not step.endswith(task.step_delimiter) or reason == "length"
 
 
-def _is_final(step: str, reason: str) -> bool:
-    """A step ends the solution if it is the answer line or the policy stopped without a step boundary."""
-    return step.lstrip("\n").startswith("A:") or not step.endswith("\n") or reason == "length"
-
-
-def search(policy, verifier, problems: list[Problem], cfg: SearchConfig, seed: int) -> list[dict]:
+def search(policy, verifier, task, problems: list, cfg: SearchConfig, seed: int) -> list[dict]:
     """Run `cfg`'s search on every problem; one record per problem (see `run_search` for its fields).
 
-    `policy` has the `Policy.sample` method, `verifier` the `Verifier.score` method; both may be fakes.
+    `policy` has the `policy.Policy` methods (its shared-prefill sampler serves every step: one prompt is
+    expanded M times), `verifier` the `verifier.Verifier` method; both may be fakes.
     """
     qs = [_Question(p) for p in problems]
-    step_params = SamplingParams(n=1, temperature=cfg.temperature, max_new_tokens=cfg.max_step_tokens, stop=("\n",))
-    greedy = SamplingParams(n=1, temperature=0.0, max_new_tokens=cfg.max_step_tokens, stop=("\n",))
+    stop = (task.step_delimiter,)
+    step_params = SamplingParams(n=1, temperature=cfg.temperature, max_new_tokens=cfg.max_step_tokens, stop=stop)
+    greedy = SamplingParams(n=1, temperature=0.0, max_new_tokens=cfg.max_step_tokens, stop=stop)
     g = cfg.num_beams // cfg.subtrees
     # round 0 expands the empty beam of every subtree G times
     expansions = [(q, Beam("", 0, s), g) for q in qs for s in range(cfg.subtrees)]
@@ -127,24 +122,24 @@ def search(policy, verifier, problems: list[Problem], cfg: SearchConfig, seed: i
         if not expansions:
             break
         jobs = [(q, parent) for q, parent, count in expansions for _ in range(count)]
-        out = _sample(policy)([q.problem.prompt + parent.text for q, parent in jobs], step_params,
-                              seed=derive_seed(seed, "round", rnd))
+        out = policy.sample_shared([task.prompt(q.problem) + parent.text for q, parent in jobs], step_params,
+                                   seed=derive_seed(seed, "round", rnd))
         last_round = rnd == cfg.max_rounds - 1
         new: list[tuple[_Question, Beam]] = []
         for (q, parent), step, n_tok, reason in zip(jobs, out.text, out.num_tokens, out.finish_reason):
             q.costs["policy_tokens"] += int(n_tok)
             q.costs["step_samples"] += 1
             beam = Beam(parent.text + step, parent.tokens + int(n_tok), parent.subtree)
-            beam.finished = (_is_final(step, reason) or last_round or beam.tokens >= cfg.max_completion_tokens)
+            beam.finished = (_is_final(task, step, reason) or last_round or beam.tokens >= cfg.max_completion_tokens)
             new.append((q, beam))
         for q in {id(q): q for q, _, _ in expansions}.values():
             q.costs["rounds"] += 1
-        _score(policy, verifier, new, cfg, greedy)
+        _score(policy, verifier, task, new, cfg, greedy)
         expansions = _select(qs, new, cfg, g)
-    return [_record(q, cfg, seed) for q in qs]
+    return [_record(task, q, cfg, seed) for q in qs]
 
 
-def _score(policy, verifier, new: list[tuple[_Question, Beam]], cfg: SearchConfig, greedy: SamplingParams):
+def _score(policy, verifier, task, new: list[tuple[_Question, Beam]], cfg: SearchConfig, greedy: SamplingParams):
     """Set each new beam's score: the aggregated PRM scores of its path, rolled out k greedy steps first."""
     paths = [b.text for _, b in new]
     if cfg.lookahead:
@@ -154,15 +149,17 @@ def _score(policy, verifier, new: list[tuple[_Question, Beam]], cfg: SearchConfi
             todo = [i for i in open_ if not done[i]]
             if not todo:
                 break
-            out = _sample(policy)([new[i][0].problem.prompt + paths[i] for i in todo], greedy, seed=0)
+            out = policy.sample_shared([task.prompt(new[i][0].problem) + paths[i] for i in todo], greedy, seed=0)
             for i, step, n_tok, reason in zip(todo, out.text, out.num_tokens, out.finish_reason):
                 new[i][0].costs["policy_tokens"] += int(n_tok)
                 new[i][0].costs["rollout_steps"] += 1
                 paths[i] += step
-                done[i] = _is_final(step, reason)
-    step_scores, tokens = verifier.score([q.problem.prompt for q, _ in new], [through_answer(p) for p in paths])
+                done[i] = _is_final(task, step, reason)
+    step_scores, tokens = verifier.score([task.prompt(q.problem) for q, _ in new],
+                                         [task.split_steps(task.through_answer(p)) for p in paths])
     for (q, beam), s, t in zip(new, step_scores, tokens):
         q.costs["verifier_tokens"] += int(t)
+        q.costs["verifier_calls"] += 1
         beam.score = aggregate(s, cfg.aggregation)
 
 
@@ -191,38 +188,34 @@ def _select(qs: list[_Question], new: list[tuple[_Question, Beam]], cfg: SearchC
     return expansions
 
 
-def _record(q: _Question, cfg: SearchConfig, seed: int) -> dict:
+def _record(task, q: _Question, cfg: SearchConfig, seed: int) -> dict:
     texts = [b.text for b in q.finished]
-    answers = [extract_answer(t) for t in texts]
-    correct = [a is not None and a == q.problem.answer for a in answers]
+    answers = [answer_text(task.extract_answer(t)) for t in texts]
+    correct = [task.is_correct(q.problem, t) for t in texts]
     scores = [b.score for b in q.finished]
     rng = np.random.default_rng(derive_seed(seed, "select", q.problem.qid))
-    chosen = select("best_of_n_weighted", pd.array(answers, dtype="Int64"), correct, np.array(scores), rng)
+    chosen = select("best_of_n_weighted", pd.Series(answers, dtype=object), correct, np.array(scores), rng)
     return {"qid": q.problem.qid, "correct": bool(chosen), "num_candidates": len(texts),
-            "any_correct": bool(any(correct)), "candidates": texts,
-            "answers": [-1 if a is None else a for a in answers], "scores": scores,
+            "any_correct": bool(any(correct)), "candidates": texts, "answers": answers, "scores": scores,
             "subtrees": [b.subtree for b in q.finished], **q.costs, "generations": cfg.generations}
 
 
-def run_search(cache: Cache, policy_path: str, verifier_path: str, problems: list[Problem], cfg: SearchConfig,
-               seed: int, sequences_per_chunk: int = 8192, batch_size: int = 512, progress: bool = True
-               ) -> pd.DataFrame:
-    """`search` on every problem, cached in chunks of questions (about `sequences_per_chunk` beams each),
-    so a killed run resumes at the last unfinished chunk. One row per question: correct (best-of-N
-    weighted over the finished candidates), candidates, answers, scores, policy_tokens, verifier_tokens,
-    step_samples, rollout_steps, rounds, generations."""
+def run_search(cache: Cache, policy, verifier, task, problems: list, cfg: SearchConfig, seed: int,
+               sequences_per_chunk: int = 8192, batch_size: int = 512, progress: bool = True) -> pd.DataFrame:
+    """`search` on every problem with the `ModelSpec`s `policy` and `verifier`, cached in chunks of questions
+    (about `sequences_per_chunk` beams each), so a killed run resumes at the last unfinished chunk. One row per
+    question: correct (best-of-N weighted over the finished candidates), candidates, answers, scores,
+    policy_tokens, verifier_tokens, verifier_calls, step_samples, rollout_steps, rounds, generations."""
     per_chunk = max(1, sequences_per_chunk // cfg.num_beams)
     chunks = [problems[i:i + per_chunk] for i in range(0, len(problems), per_chunk)]
-    key = {"policy": policy_key(policy_path), "verifier": policy_key(verifier_path), "search": asdict(cfg),
+    key = {"policy": policy.key(), "verifier": verifier.key(), "task": task.name, "search": asdict(cfg),
            "questions": content_key([p.qid for p in problems]), "seed": seed, "per_chunk": per_chunk,
            "batch_size": batch_size}
-    models = {}
+    models = Lazy(lambda: (load_policy(policy, batch_size=batch_size, progress=False),
+                           load_verifier(verifier, batch_size=batch_size, progress=False)))
 
     def compute(i: int) -> pd.DataFrame:
-        if not models:
-            models["policy"] = TransformersPolicy.from_pretrained(policy_path, batch_size=batch_size, progress=False)
-            models["verifier"] = load_verifier(verifier_path, batch_size=batch_size, progress=False)
-        records = search(models["policy"], models["verifier"], chunks[i], cfg, derive_seed(seed, "chunk", i))
+        records = search(*models.get(), task, chunks[i], cfg, derive_seed(seed, "chunk", i))
         return pd.DataFrame(records).assign(method=cfg.method, num_beams=cfg.num_beams, beam_width=cfg.beam_width,
                                             lookahead=cfg.lookahead, aggregation=cfg.aggregation, seed=seed)
 

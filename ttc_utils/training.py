@@ -116,8 +116,8 @@ class _LossLog(TrainerCallback):
 
 
 def train_policy(size: ModelSize, corpus: tuple[list[list[int]], list[int]], tokenizer, cfg: TrainConfig, out_dir: Path,
-                 disable_tqdm: bool | None = None) -> dict:
-    """Train one rung from scratch on `corpus` and save it in `out_dir`; returns its record."""
+                 disable_tqdm: bool | None = None, device: str = "cpu") -> dict:
+    """Train one rung from scratch on `corpus` on `device` and save it in `out_dir`; returns its record."""
     model = build_policy(size, tokenizer, cfg.max_len, cfg.seed)
     ids, prompt_lens = corpus
     steps = -(-len(ids) // cfg.batch_size)
@@ -127,7 +127,7 @@ def train_policy(size: ModelSize, corpus: tuple[list[list[int]], list[int]], tok
         output_dir=str(out_dir / "trainer"), per_device_train_batch_size=cfg.batch_size, num_train_epochs=1,
         learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps, lr_scheduler_type=cfg.schedule,
         weight_decay=cfg.weight_decay, adam_beta2=0.98, max_grad_norm=1.0,
-        logging_steps=max(1, steps // 50), save_strategy="no", report_to="none", use_cpu=True,
+        logging_steps=max(1, steps // 50), save_strategy="no", report_to="none", use_cpu=device == "cpu",
         seed=cfg.seed, data_seed=cfg.seed, dataloader_num_workers=0, remove_unused_columns=False,
         # The corpus is already in equal-length batches, in a seeded random order.
         train_sampling_strategy="sequential", disable_tqdm=disable_tqdm,
@@ -151,8 +151,11 @@ def train_policy(size: ModelSize, corpus: tuple[list[list[int]], list[int]], tok
 
 
 def train_ladder(cache: Cache, world: WorldConfig, sizes: list[ModelSize], cfg: TrainConfig,
-                 disable_tqdm: bool | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train (or reuse from the cache) every rung; returns (models table, loss curves table).
+                 disable_tqdm: bool | None = None, device: str = "cpu") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train (or reuse from the cache) every rung on `device`; returns (models table, loss curves table).
+
+    The device enters a rung's cache key unless it is the CPU (whose keys predate the parameter): the same
+    recipe on another device is the same model up to floating-point detail, but not bit for bit.
 
     The models table has one row per rung with its folder `path`, parameter counts, tokens seen,
     training FLOPs and wall time; rows are sorted by size, the first is the smallest.
@@ -161,14 +164,15 @@ def train_ladder(cache: Cache, world: WorldConfig, sizes: list[ModelSize], cfg: 
     corpus = None
     records, curves = [], []
     for size in sorted(sizes, key=lambda s: s.non_embedding_params):
-        params = {"world": asdict(world), "size": asdict(size), "train": asdict(cfg), "arch": "llama-v3"}
+        params = {"world": asdict(world), "size": asdict(size), "train": asdict(cfg), "arch": "llama-v3",
+                  **({} if device == "cpu" else {"device": device})}
         with cache.model_dir(f"policy-{size.name}", params) as (final, work):
             if work is not None:
                 if corpus is None:
                     corpus = pretraining_corpus(world, tokenizer, cfg.tokens, cfg.batch_size, cfg.seed)
                 print(f"training {size.name} ({size.non_embedding_params:,} non-embedding params) "
                       f"on {cfg.tokens:,} tokens", flush=True)
-                train_policy(size, corpus, tokenizer, cfg, work, disable_tqdm)
+                train_policy(size, corpus, tokenizer, cfg, work, disable_tqdm, device)
         record = json.loads((final / "train_record.json").read_text())
         records.append({**record, "path": str(final)})
         curve = pd.read_parquet(final / "loss_curve.parquet")

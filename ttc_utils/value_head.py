@@ -14,8 +14,7 @@ as input, next to the hidden state at the step end (how far the solution still h
 The head (a 2-layer MLP) is trained with binary cross-entropy on the soft Monte Carlo targets; the backbone
 stays frozen, so features are computed once and an epoch takes well under a second. A folder holds the
 backbone (any causal LM folder, in the standard format), its tokenizer, `value_head.safetensors` and
-`value_head.json`; `LikelihoodVerifier.from_pretrained(folder)` loads it, and `verifier.load_verifier`
-picks it for such folders.
+`value_head.json`; `registry.load_verifier(ModelSpec(folder))` picks `LikelihoodVerifier` for such folders.
 """
 from __future__ import annotations
 
@@ -28,8 +27,8 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from .models import check_model_path, count_params
-from .policy import right_pad
+from .batching import length_batches, right_pad
+from .models import count_params, torch_dtype
 from .verifier import encode_steps, unique_pairs
 
 HEADS = ("likelihood", "finetune")  # the verifier recipes: this value head, or the fine-tuned backbone (prm.py)
@@ -60,18 +59,17 @@ class ValueHead(torch.nn.Module):
 
 
 @torch.inference_mode()
-def step_features(lm, tokenizer, prompts: list[str], completions: list[str], batch_size: int = 512,
+def step_features(lm, tokenizer, prompts: list[str], steps: list[list[str]], batch_size: int = 512,
                   progress: bool = False) -> tuple[list[np.ndarray], list[int]]:
     """(per solution an array (steps, hidden + 5) of features, per solution the tokens of its forward pass).
 
-    One forward pass per solution, batched by length, right-padded (so a solution's features do not
-    depend on its batch)."""
-    encoded = [encode_steps(tokenizer, p, c) for p, c in zip(prompts, completions)]
+    `steps[i]` is solution i as its task split it. One forward pass per solution, batched by length,
+    right-padded (so a solution's features do not depend on its batch)."""
+    encoded = [encode_steps(tokenizer, p, s) for p, s in zip(prompts, steps)]
     starts = [len(tokenizer(p).input_ids) for p in prompts]
     width = lm.config.hidden_size + NUM_LIKELIHOOD_FEATURES
     out: list[np.ndarray] = [np.zeros((0, width), dtype=np.float32)] * len(encoded)
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = length_batches([len(e[0]) for e in encoded], batch_size)
     for batch in tqdm(batches, desc="verifier features", disable=not progress or None, leave=False):
         x, mask = right_pad([encoded[i][0] for i in batch], tokenizer.pad_token_id)
         o = lm(input_ids=x.to(lm.device), attention_mask=mask.to(lm.device), output_hidden_states=True)
@@ -91,9 +89,11 @@ def step_features(lm, tokenizer, prompts: list[str], completions: list[str], bat
     return out, [len(e[0]) for e in encoded]
 
 
-def load_backbone(path: str):
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    lm = AutoModelForCausalLM.from_pretrained(path).eval()
+def load_backbone(path: str, device: str = "cpu", dtype: str | None = None, revision: str | None = None):
+    """(frozen causal LM in eval mode, its tokenizer): the backbone a value head reads."""
+    tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+    kwargs = {"dtype": torch_dtype(dtype)} if dtype is not None else {}
+    lm = AutoModelForCausalLM.from_pretrained(path, revision=revision, **kwargs).to(device).eval()
     return lm, tokenizer
 
 
@@ -166,19 +166,17 @@ class LikelihoodVerifier:
         self.non_embedding_params = count_params(lm) + sum(p.numel() for p in head.parameters())
 
     @classmethod
-    def from_pretrained(cls, path: str, device: str = "cpu", **kw) -> "LikelihoodVerifier":
-        check_model_path("verifier_path", str(path))
-        spec = json.loads((Path(path) / HEAD_CONFIG).read_text())
-        lm, tokenizer = load_backbone(path)
-        head = ValueHead(spec["num_features"], spec["width"])
-        head.load_state_dict(load_file(str(Path(path) / HEAD_WEIGHTS)))
-        return cls(lm.to(device), tokenizer, head.eval(), name=kw.pop("name", str(path).rstrip("/").split("/")[-1]),
-                   **kw)
+    def from_spec(cls, spec, batch_size: int = 512, progress: bool = True) -> "LikelihoodVerifier":
+        config = json.loads((Path(spec.path) / HEAD_CONFIG).read_text())
+        lm, tokenizer = load_backbone(spec.path, spec.device, spec.dtype)
+        head = ValueHead(config["num_features"], config["width"])
+        head.load_state_dict(load_file(str(Path(spec.path) / HEAD_WEIGHTS)))
+        return cls(lm, tokenizer, head.eval(), name=spec.name, batch_size=batch_size, progress=progress)
 
     @torch.inference_mode()
-    def score(self, prompts: list[str], completions: list[str]) -> tuple[list[list[float]], list[int]]:
-        pairs, unique = unique_pairs(prompts, completions)
-        feats, tokens = step_features(self.lm, self.tokenizer, [p for p, _ in pairs], [c for _, c in pairs],
+    def score(self, prompts: list[str], steps: list[list[str]]) -> tuple[list[list[float]], list[int]]:
+        pairs, index = unique_pairs(prompts, steps)
+        feats, tokens = step_features(self.lm, self.tokenizer, [p for p, _ in pairs], [list(s) for _, s in pairs],
                                       self.batch_size, self.progress)
         scores = [torch.sigmoid(self.head(torch.from_numpy(f))).tolist() if len(f) else [] for f in feats]
-        return [scores[unique[p]] for p in zip(prompts, completions)], [tokens[unique[p]] for p in zip(prompts, completions)]
+        return [scores[i] for i in index], [tokens[i] for i in index]

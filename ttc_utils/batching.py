@@ -1,0 +1,55 @@
+"""Batching helpers shared by every model call: length-sorted batches and left / right padding.
+
+Sorting sequences by length before cutting batches wastes less compute on padding; the order is a pure
+function of the lengths (ties keep their input order), so batches, and hence results, never depend on timing.
+
+    for batch in length_batches([len(x) for x in ids], batch_size=512):
+        input_ids, mask = right_pad([ids[i] for i in batch], pad_id)
+"""
+from __future__ import annotations
+
+import torch
+
+
+def length_batches(lengths: list[int], batch_size: int, weights: list[int] | None = None) -> list[list[int]]:
+    """Indices sorted by length (ties by index), packed into batches of at most `batch_size` weight each.
+
+    `weights` counts what one index costs in a batch (e.g. the samples that share one prompt's prefill);
+    an index heavier than `batch_size` gets a batch of its own. With unit weights batches hold exactly
+    `batch_size` indices, the last one the rest.
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r} is not allowed: expected an int >= 1")
+    weights = weights if weights is not None else [1] * len(lengths)
+    batches, cur, size = [], [], 0
+    for i in sorted(range(len(lengths)), key=lambda i: (lengths[i], i)):
+        if cur and size + weights[i] > batch_size:
+            batches.append(cur)
+            cur, size = [], 0
+        cur.append(i)
+        size += weights[i]
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def _pad(ids: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(map(len, ids))
+    x = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for i, row in enumerate(ids):
+        cols = slice(width - len(row), width) if left else slice(0, len(row))
+        x[i, cols] = torch.tensor(row, dtype=torch.long)
+        mask[i, cols] = 1
+    return x, mask
+
+
+def left_pad(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) with every row ending at the last column, as generation needs."""
+    return _pad(ids, pad_id, left=True)
+
+
+def right_pad(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) with every row starting at column 0: positions then match an unpadded
+    forward exactly, which scoring and training a verifier need."""
+    return _pad(ids, pad_id, left=False)

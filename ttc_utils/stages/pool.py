@@ -1,0 +1,50 @@
+"""Notebook 01's stages: the sample pool every later notebook reads, its oracle difficulty bins, and the ladder
+per bin.
+
+Best-of-N, majority and weighted voting, difficulty bins and PRM scoring all read this one pool; curves at
+budget N < K come from random subsets of it (`estimators`). Oracle difficulty bins are the base policy's
+pass@1 on the pool, cut into quantiles (`difficulty`), and are cached next to it.
+
+    ladder, _ = common.ladder(cfg)
+    pool = sample_pool(cfg, ladder)            # qid, sample_index, text, answer, correct, num_tokens, seed, ...
+    bins = difficulty_bins(cfg, pool)          # qid, pass1, bin (1 = easiest)
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from ..difficulty import oracle_bins
+from ..evaluation import ladder_accuracy_per_bin, pass1_per_question
+from ..policy import SamplingParams
+from ..sampling import sample_problems
+from . import common
+
+
+def pool_sampling_params(cfg) -> SamplingParams:
+    return SamplingParams(n=cfg.pool_size, temperature=cfg.temperature, max_new_tokens=common.max_new_tokens(cfg))
+
+
+def sample_pool(cfg, ladder: pd.DataFrame, progress: bool = True) -> pd.DataFrame:
+    """The pool of `pool_size` samples per test question (this run's shard of it when num_shards > 1)."""
+    return sample_problems(cfg.cache(), common.base_policy(cfg, ladder), common.task(cfg), common.test_questions(cfg),
+                           pool_sampling_params(cfg), cfg.seed, name="pool", progress=progress,
+                           shard=cfg.shard, num_shards=cfg.num_shards)
+
+
+def difficulty_bins(cfg, pool: pd.DataFrame) -> pd.DataFrame:
+    """Per question: pass@1 on the pool and its oracle bin (1 = easiest), cached as an artifact."""
+    per_q = pass1_per_question(pool)
+    key = {"pool": sorted(pool.qid.unique().tolist())[:3], "n": len(pool), "pass1": per_q.pass1.round(12).tolist(),
+           "num_bins": cfg.num_bins}
+
+    def compute() -> pd.DataFrame:
+        bins = oracle_bins(per_q.set_index("qid").pass1, cfg.num_bins)
+        return per_q.assign(bin=per_q.qid.map(bins).astype(int))
+
+    return cfg.cache().table("bins", key, compute)
+
+
+def ladder_per_bin(cfg, ladder: pd.DataFrame, bins: pd.DataFrame) -> pd.DataFrame:
+    """Greedy and sampled pass@1 of every ladder rung per oracle bin (the FLOPs-matched notebook reuses it)."""
+    return ladder_accuracy_per_bin(cfg.cache(), ladder, common.task(cfg), common.test_questions(cfg), bins, cfg.seed,
+                                   cfg.ladder_samples, cfg.temperature, common.max_new_tokens(cfg))

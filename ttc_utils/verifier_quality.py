@@ -1,0 +1,53 @@
+"""Is it a real verifier? ROC AUC over all samples and within questions, and the score change at the first error.
+
+    roc_auc(scores.last, pool.correct)                       # P(a correct sample outscores a wrong one)
+    within_question_auc(scores.last, pool.correct, pool.qid) # the same with question difficulty taken out
+    first_error_drops(task, problems, pool, scores)          # where the task knows each step's truth
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+
+def roc_auc(scores, correct) -> float:
+    """Probability that a random correct solution outscores a random incorrect one (ties count half):
+    the Mann-Whitney U statistic over n_correct * n_incorrect."""
+    scores, correct = np.asarray(scores, dtype=float), np.asarray(correct, dtype=bool)
+    pos, neg = scores[correct], scores[~correct]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    return float(stats.mannwhitneyu(pos, neg, alternative="two-sided").statistic / (len(pos) * len(neg)))
+
+
+def within_question_auc(scores, correct, qids) -> float:
+    """Mean over questions with both correct and incorrect samples of the per-question ROC AUC: how well a
+    verifier ranks the samples of one question, with question difficulty taken out."""
+    df = pd.DataFrame({"s": np.asarray(scores, dtype=float), "c": np.asarray(correct, dtype=bool),
+                       "q": np.asarray(qids)})
+    aucs = [roc_auc(g.s, g.c) for _, g in df.groupby("q") if 0 < g.c.mean() < 1]
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
+def first_error_drops(task, problems: list, samples: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """Per sampled solution whose first wrong step j (by the task's step truth) has a step before it: does the
+    verifier's score fall from step j-1 to step j? Columns qid, sample_index, first_error, before, at, drop.
+    Empty for a task without step truth."""
+    by_qid = {p.qid: p for p in problems}
+    m = samples[["qid", "sample_index", "text"]].merge(scores[["qid", "sample_index", "step_scores"]],
+                                                       on=["qid", "sample_index"])
+    rows = []
+    for qid, i, text, s in zip(m.qid, m.sample_index, m.text, m.step_scores):
+        truth = task.step_truth(by_qid[qid], task.through_answer(text))
+        j = next((k for k, ok in enumerate(truth) if not ok), None) if truth is not None else None
+        if j is not None and 1 <= j < len(s):
+            rows.append({"qid": qid, "sample_index": i, "first_error": j, "before": s[j - 1], "at": s[j],
+                         "drop": bool(s[j] < s[j - 1])})
+    return pd.DataFrame(rows, columns=["qid", "sample_index", "first_error", "before", "at", "drop"])
+
+
+def quality_row(name: str, frame: pd.DataFrame, col: str) -> dict:
+    """One row of a verifier-quality table: ROC AUC and within-question AUC of `frame[col]` against `correct`."""
+    return {"verifier": name, "score": col, "roc_auc": roc_auc(frame[col], frame.correct),
+            "within_question_auc": within_question_auc(frame[col], frame.correct, frame.qid)}
