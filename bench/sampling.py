@@ -17,9 +17,11 @@ from pathlib import Path
 
 import torch
 
+from ttc_utils.model_spec import ModelSpec
 from ttc_utils.models import load_causal_lm
-from ttc_utils.policy import SamplingParams, TransformersPolicy
-from ttc_utils.world import WorldConfig, generate, max_solution_chars
+from ttc_utils.policy import SamplingParams
+from ttc_utils.registry import load_policy
+from ttc_utils.tasks.arithmetic import ArithmeticTask
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,14 +69,15 @@ def main():
     ap.add_argument("--n", type=int, default=16, help="samples per question for the batched sampler")
     ap.add_argument("--naive", type=int, default=32, help="samples drawn by the naive loop")
     ap.add_argument("--batch-size", type=int, default=512)
-    ap.add_argument("--max-new-tokens", type=int, default=max_solution_chars(WorldConfig()) + 1,
+    ap.add_argument("--max-new-tokens", type=int, default=ArithmeticTask().max_solution_tokens() + 1,
                     help="default: the world's longest correct solution, as the notebooks use")
     args = ap.parse_args()
     path = args.policy or find_base_policy()
     torch.set_num_threads(torch.get_num_threads())
-    prompts = [p.prompt for p in generate(WorldConfig(), args.questions, "test", seed=0)]
+    task = ArithmeticTask()
+    prompts = [task.prompt(p) for p in task.problems("test", args.questions, seed=0)]
     params = SamplingParams(n=args.n, temperature=1.0, max_new_tokens=args.max_new_tokens)
-    policy = TransformersPolicy.from_pretrained(path, batch_size=args.batch_size, progress=False)
+    policy = load_policy(ModelSpec(path, param="--policy").check(), batch_size=args.batch_size, progress=False)
     model, tok = load_causal_lm(path)
 
     policy.sample(prompts[:4], SamplingParams(n=2, max_new_tokens=8), seed=0)  # warm-up

@@ -90,7 +90,8 @@ def main(argv=None):
 
     print(f"{args.questions} questions x budget N={args.budget} ({generations} generations), beam width "
           f"{cfg.beam_width}, batch {args.batch_size}, policy {policy.name}, PRM {prm.name}")
-    print(f"{'method':40s} {'wall s':>8s} {'ms/generation':>14s} {'policy tok':>11s} {'PRM tok':>9s} {'vs best-of-N':>13s}")
+    print(f"{'method':40s} {'wall s':>8s} {'ms/generation':>14s} {'policy tok':>11s} {'PRM tok':>9s} "
+          f"{'vs best-of-N':>13s}")
     base = rows[0][1]
     for label, wall, ptok, vtok in rows:
         print(f"{label:40s} {wall:8.2f} {1000 * wall / generations:14.2f} {ptok:11d} {vtok:9d} {wall / base:12.2f}x")

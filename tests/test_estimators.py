@@ -8,9 +8,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ttc_utils.estimators import (RULES, accuracy_curve, best_of_n, best_of_n_weighted, bootstrap_ci,
-                                  curve_summary, expected_accuracy, majority, pass_at_k, pass_at_k_curve,
-                                  select)
+from ttc_utils.estimators import (
+    RULES,
+    accuracy_curve,
+    best_of_n,
+    best_of_n_weighted,
+    bootstrap_ci,
+    curve_summary,
+    expected_accuracy,
+    majority,
+    pass_at_k,
+    pass_at_k_curve,
+    select,
+)
 
 # ----------------------------------------------------------------------------------------------------
 # pass@k

@@ -5,8 +5,10 @@ import sys
 from pathlib import Path
 
 import nbformat
+import papermill as pm
 import pytest
 
+from ttc_utils.config import load_config
 from ttc_utils.run import NOTEBOOKS_DIR, notebook_names, run_notebook
 
 FIGURES = NOTEBOOKS_DIR.parent / "figures" / "smoke"
@@ -25,23 +27,48 @@ def test_notebook_is_committed_without_outputs_and_has_one_parameters_cell(name)
 def test_notebooks_pass_nbstripout_verify():
     nbstripout = Path(sys.executable).parent / "nbstripout"
     paths = [str(NOTEBOOKS_DIR / f"{n}.ipynb") for n in notebook_names()]
-    assert subprocess.run([str(nbstripout), "--verify", *paths]).returncode == 0
+    assert subprocess.run([str(nbstripout), "--verify", *paths], check=False).returncode == 0
 
 
-def run_smoke(name: str, tmp_path, stems: tuple[str, ...]) -> None:
-    """Run a notebook under `smoke`: no cell may fail, and each figure has its PNG, PDF and JSON."""
-    out = run_notebook(name, "smoke", out_dir=tmp_path, progress=False)
+def plain_papermill(name: str, tmp_path, parameters: dict) -> Path:
+    """Run a notebook the way a user would, without the runner, from a cwd that is not notebooks/."""
+    out = tmp_path / f"{name}.ipynb"
+    pm.execute_notebook(str(NOTEBOOKS_DIR / f"{name}.ipynb"), str(out), parameters=parameters, kernel_name="python3",
+                        cwd=str(tmp_path), progress_bar=False)
+    return out
+
+
+def run_smoke(name: str, tmp_path, stems: tuple[str, ...], plain: bool = False) -> nbformat.NotebookNode:
+    """Run a notebook under `smoke`: no cell may fail, and each figure has its PNG, PDF and JSON.
+
+    `plain`: through plain papermill with only `profile` (the runner passes exactly that too).
+    """
+    if plain:
+        out = plain_papermill(name, tmp_path, {"profile": "smoke"})
+    else:
+        out = run_notebook(name, "smoke", out_dir=tmp_path, progress=False)
     nb = nbformat.read(out, as_version=4)
     assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     for stem in stems:
         for ext in ("png", "pdf", "json"):
             assert (FIGURES / f"{stem}.{ext}").stat().st_size > 0
+    return nb
+
+
+def shown_config(nb: nbformat.NotebookNode, name: str) -> str:
+    """The config cell's displayed `cfg` (its repr lists every resolved value)."""
+    cell = next(c for c in nb.cells if f'load_config("{name}", globals())' in c.source)
+    return "".join(o["data"]["text/plain"] for o in cell.outputs if o.output_type == "execute_result")
 
 
 @pytest.mark.notebook
 @pytest.mark.slow
 def test_00_world_smoke(tmp_path):
-    run_smoke("00_world", tmp_path, ("nb00_training_loss", "nb00_greedy_accuracy", "nb00_pass1_hist"))
+    """Plain `papermill ... -p profile smoke`, run from elsewhere, resolves what the runner resolves, and writes
+    its figures where the runner does (relative folders are relative to notebooks/, not the cwd)."""
+    nb = run_smoke("00_world", tmp_path, ("nb00_training_loss", "nb00_greedy_accuracy", "nb00_pass1_hist"),
+                   plain=True)
+    assert shown_config(nb, "00_world") == repr(load_config("00_world", {"profile": "smoke"}))
     hist = json.loads((FIGURES / "nb00_pass1_hist.json").read_text())
     assert sum(b["questions"] for b in hist["buckets"]) == len(hist["per_question"])
     greedy = json.loads((FIGURES / "nb00_greedy_accuracy.json").read_text())
@@ -72,3 +99,13 @@ def test_02_prm_search_smoke(tmp_path):
     assert all(0 <= c["accuracy"] <= 1 for c in fig3["curves"])
     findings = json.loads((FIGURES / "nb02_findings.json").read_text())["findings"]
     assert len(findings) >= 6 and all(isinstance(f["holds"], bool) for f in findings)
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_an_injected_name_that_is_no_parameter_fails_in_the_config_cell(tmp_path):
+    """What `papermill -f notebooks/params/<old-style profile>.yaml` did: inject unused names, silently."""
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        plain_papermill("00_world", tmp_path, {"profile": "smoke", "common": {"seed": 0}})
+    assert 'load_config("00_world", globals())' in e.value.source  # the first cell after the parameters
+    assert e.value.ename == "ValueError" and "common=" in e.value.evalue and "not a parameter" in e.value.evalue

@@ -2,14 +2,19 @@
 import pandas as pd
 import pytest
 
-from ttc_utils.policy import SamplingParams, TransformersPolicy, derive_seed
+from ttc_utils.model_spec import ModelSpec
+from ttc_utils.policy import SamplingParams, derive_seed
+from ttc_utils.registry import load_policy
+from ttc_utils.transformers_policy import TransformersPolicy
 
 PROMPTS = ["Q:1+2\n", "Q:45*3-7+12\n", "Q:9\n"]
 
 
 @pytest.fixture(scope="module")
 def policy(tiny_policy_dir):
-    return TransformersPolicy.from_pretrained(str(tiny_policy_dir), batch_size=4, progress=False)
+    policy = load_policy(ModelSpec(str(tiny_policy_dir)), batch_size=4, progress=False)
+    assert isinstance(policy, TransformersPolicy)
+    return policy
 
 
 def test_same_seed_same_samples_other_seed_other_samples(policy):
@@ -57,7 +62,20 @@ def test_derive_seed_is_stable():
     assert 0 <= derive_seed("x") < 2**63
 
 
+def test_the_stop_string_rule_keeps_the_stop_string_in_the_text(policy):
+    """The documented rule (policy.py): a completion that ended on a stop string ends WITH it, finish "stop";
+    eos is never in the text; a cut at max_new_tokens is "length". Both samplers follow it."""
+    params = SamplingParams(n=8, temperature=1.0, max_new_tokens=12, stop=("\n",))
+    for out in (policy.sample(PROMPTS, params, seed=2), policy.sample_shared(PROMPTS, params, seed=2)):
+        stopped = out[out.text.str.endswith("\n")]
+        assert len(stopped) > 0 and (stopped.finish_reason == "stop").all()
+        assert not out.text.str.contains("<eos>").any()
+        cut = out[out.finish_reason == "length"]
+        assert (cut.num_tokens == 12).all() and not cut.text.str.endswith("\n").any()
+
+
 @pytest.mark.parametrize("kwargs,name", [({"n": 0}, "n"), ({"temperature": -1.0}, "temperature"),
+                                         ({"temperature": float("inf")}, "temperature"),
                                          ({"top_p": 0.0}, "top_p"), ({"max_new_tokens": 0}, "max_new_tokens")])
 def test_bad_sampling_params_name_the_parameter(kwargs, name):
     with pytest.raises(ValueError, match=name):
@@ -86,7 +104,8 @@ def test_shared_prefill_sampler_is_seeded_and_samples(policy):
 
 def test_top_p_keeps_the_smallest_nucleus():
     import torch
-    from ttc_utils.policy import _top_p
+
+    from ttc_utils.transformers_policy import _top_p
     probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
     assert torch.allclose(_top_p(probs, 0.7), torch.tensor([[0.5 / 0.8, 0.3 / 0.8, 0.0, 0.0]]))
     assert torch.allclose(_top_p(probs, 1.0), probs)

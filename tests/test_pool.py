@@ -3,16 +3,20 @@ import pandas as pd
 import pytest
 
 from ttc_utils.cache import Cache
+from ttc_utils.model_spec import ModelSpec
 from ttc_utils.policy import SamplingParams
 from ttc_utils.sampling import sample_problems
+from ttc_utils.tasks.arithmetic import ArithmeticTask
 from ttc_utils.world import WorldConfig, generate
 
+TASK = ArithmeticTask(WorldConfig(max_steps=3))
 PROBLEMS = generate(WorldConfig(max_steps=3), 10, "test", seed=0)
 PARAMS = SamplingParams(n=3, temperature=1.0, max_new_tokens=8)
 
 
 def run(root, policy_dir, **kw):
-    return sample_problems(Cache(root), str(policy_dir), PROBLEMS, PARAMS, seed=0, questions_per_chunk=3,
+    return sample_problems(Cache(root), ModelSpec(str(policy_dir)), TASK, PROBLEMS, PARAMS, seed=0,
+                           questions_per_chunk=3,
                            batch_size=4, name="pool", progress=False, **kw)
 
 
@@ -40,8 +44,9 @@ def test_sharded_runs_merge_into_the_unsharded_pool(tmp_path, tiny_policy_dir, m
     # the merged cache answers the unsharded call without sampling (no policy is even loaded)
     def no_loading(*a, **k):
         raise AssertionError("the policy was loaded although every chunk was cached")
-    monkeypatch.setattr("ttc_utils.sampling.TransformersPolicy.from_pretrained", no_loading)
-    again = sample_problems(merged, str(tiny_policy_dir), PROBLEMS, PARAMS, seed=0, questions_per_chunk=3,
+    monkeypatch.setattr("ttc_utils.sampling.load_policy", no_loading)
+    again = sample_problems(merged, ModelSpec(str(tiny_policy_dir)), TASK, PROBLEMS, PARAMS, seed=0,
+                            questions_per_chunk=3,
                             batch_size=4, name="pool", progress=False)
     pd.testing.assert_frame_equal(again, single)
 
@@ -57,11 +62,14 @@ KILL_SCRIPT = """
 import sys
 from ttc_utils.cache import Cache
 from ttc_utils.policy import SamplingParams
+from ttc_utils.model_spec import ModelSpec
 from ttc_utils.sampling import sample_problems
+from ttc_utils.tasks.arithmetic import ArithmeticTask
 from ttc_utils.world import WorldConfig, generate
 problems = generate(WorldConfig(max_steps=3), 12, "test", seed=0)
-pool = sample_problems(Cache(sys.argv[1]), sys.argv[2], problems, SamplingParams(n=64, max_new_tokens=24), seed=0,
-                       questions_per_chunk=1, batch_size=64, name="pool", progress=False)
+pool = sample_problems(Cache(sys.argv[1]), ModelSpec(sys.argv[2]), ArithmeticTask(), problems,
+                       SamplingParams(n=64, max_new_tokens=24), seed=0, questions_per_chunk=1, batch_size=64,
+                       name="pool", progress=False)
 print(len(pool))
 """
 

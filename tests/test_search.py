@@ -9,6 +9,9 @@ import pytest
 
 from ttc_utils.aggregation import aggregate
 from ttc_utils.search import SearchConfig, search, sqrt_width
+from ttc_utils.tasks.arithmetic import ArithmeticTask
+
+TASK = ArithmeticTask()  # its prompt is the problem's `prompt`, its answers the 'A:' line
 
 
 def problem(name: str, answer: int = 1):
@@ -44,6 +47,8 @@ class FakePolicy:
                 rows.append((i, s, step, len(step), "stop"))
         return pd.DataFrame(rows, columns=["prompt_index", "sample_index", "text", "num_tokens", "finish_reason"])
 
+    sample_shared = sample
+
 
 class FakeVerifier:
     """Step score 0.9 for an 'a' step, 0.2 for a 'b' step, 0.5 for the answer line; questions named 'low...'
@@ -51,7 +56,7 @@ class FakeVerifier:
     name, non_embedding_params = "fake-verifier", 0
 
     def __init__(self):
-        self.tokens, self.completions = Counter(), []
+        self.tokens, self.calls, self.completions = Counter(), Counter(), []
 
     @staticmethod
     def step_scores(question: str, completion: str) -> list[float]:
@@ -59,20 +64,21 @@ class FakeVerifier:
         return [scale * (0.9 if "-a-" in line else 0.5 if line.startswith("A:") else 0.2)
                 for line in completion.split("\n") if line]
 
-    def score(self, prompts, completions):
+    def score(self, prompts, steps):
         out, tokens = [], []
-        for p, c in zip(prompts, completions):
+        for p, c in zip(prompts, ("".join(s) for s in steps)):
             q = p.split("\n")[1]
             out.append(self.step_scores(q, c))
             tokens.append(len(p) + len(c))
             self.tokens[q] += len(p) + len(c)
+            self.calls[q] += 1
             self.completions.append(c)
         return out, tokens
 
 
 def run(cfg, problems, length=3, seed=0):
     policy, verifier = FakePolicy(length), FakeVerifier()
-    records = {r["qid"]: r for r in search(policy, verifier, problems, cfg, seed)}
+    records = {r["qid"]: r for r in search(policy, verifier, TASK, problems, cfg, seed)}
     return records, policy, verifier
 
 
@@ -113,6 +119,7 @@ def test_costs_equal_the_tokens_generated_and_scored():
             r = records[p.qid]
             assert r["policy_tokens"] == policy.tokens[p.qid] > 0
             assert r["verifier_tokens"] == verifier.tokens[p.qid] > 0
+            assert r["verifier_calls"] == verifier.calls[p.qid] == r["step_samples"]  # one per candidate step
             assert r["generations"] == cfg.num_beams * (cfg.lookahead + 1)
 
 
@@ -151,7 +158,7 @@ def test_dvts_runs_independent_subtrees_of_width_m():
 def test_finished_beams_leave_the_search_and_free_their_slots():
     # question 'a' finishes after 1 step, 'b' after 3: 'a' stops spending while 'b' goes on
     policy, verifier = FakePolicy(1), FakeVerifier()
-    short = search(policy, verifier, [problem("a")], SearchConfig("beam", 4, 2), seed=0)[0]
+    short = search(policy, verifier, TASK, [problem("a")], SearchConfig("beam", 4, 2), seed=0)[0]
     assert short["rounds"] == 2 and short["num_candidates"] == 4
     records, _, _ = run(SearchConfig("beam", 4, 2), [problem("b")], length=3)
     assert records["b"]["rounds"] == 4 and records["b"]["step_samples"] == 4 * 4
@@ -160,7 +167,7 @@ def test_finished_beams_leave_the_search_and_free_their_slots():
 def test_the_round_limit_finishes_every_beam():
     records, _, _ = run(SearchConfig("beam", 4, 2, max_rounds=2), [problem("q")], length=10)
     assert records["q"]["rounds"] == 2 and records["q"]["num_candidates"] == 4
-    assert all(a == -1 for a in records["q"]["answers"])  # no answer line was reached: no answer
+    assert all(a is None for a in records["q"]["answers"])  # no answer line was reached: no answer
 
 
 def test_selection_is_best_of_n_weighted_over_the_final_candidates():
@@ -174,7 +181,7 @@ def test_selection_is_best_of_n_weighted_over_the_final_candidates():
         ranked = sorted(sums.values(), reverse=True)
         if len(ranked) > 1 and ranked[0] == ranked[1]:
             continue  # a tie is broken at random
-        assert r["correct"] == (max(sums, key=sums.get) == answer)
+        assert r["correct"] == (max(sums, key=sums.get) == str(answer))
         checked.add(r["correct"])
     assert checked == {True, False}  # both outcomes were exercised
 
@@ -207,22 +214,22 @@ def test_run_search_is_cached_per_chunk_and_resumes(tiny_policy_dir, tiny_verifi
     """Real (tiny, random) models through the cached runner: a lost chunk is recomputed alone, identically."""
     import ttc_utils.search as search_mod
     from ttc_utils.cache import Cache
+    from ttc_utils.model_spec import ModelSpec
     from ttc_utils.search import run_search
     from ttc_utils.world import WorldConfig, generate
 
     problems = generate(WorldConfig(max_steps=3), 6, "test", seed=0)
     cfg = SearchConfig("beam", 4, 2, max_step_tokens=8, max_completion_tokens=30)
     cache = Cache(tmp_path)
-    first = run_search(cache, str(tiny_policy_dir), str(tiny_verifier_dir), problems, cfg, seed=0,
-                       sequences_per_chunk=8, progress=False)
+    specs = ModelSpec(str(tiny_policy_dir)), ModelSpec(str(tiny_verifier_dir))
+    first = run_search(cache, *specs, TASK, problems, cfg, seed=0, sequences_per_chunk=8, progress=False)
     assert len(first) == 6 and (first.num_candidates == 4).all() and (first.policy_tokens > 0).all()
     chunks = sorted(tmp_path.glob("search-*/chunk-*.parquet"))
     assert len(chunks) == 3  # 2 questions x 4 beams per chunk
     chunks[1].unlink()
     calls = []
     real = search_mod.search
-    monkeypatch.setattr(search_mod, "search", lambda *a, **k: calls.append(len(a[2])) or real(*a, **k))
-    again = run_search(cache, str(tiny_policy_dir), str(tiny_verifier_dir), problems, cfg, seed=0,
-                       sequences_per_chunk=8, progress=False)
+    monkeypatch.setattr(search_mod, "search", lambda *a, **k: calls.append(len(a[3])) or real(*a, **k))
+    again = run_search(cache, *specs, TASK, problems, cfg, seed=0, sequences_per_chunk=8, progress=False)
     assert calls == [2]  # only the lost chunk's two questions were searched again
     pd.testing.assert_frame_equal(first, again)

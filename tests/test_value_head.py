@@ -5,9 +5,14 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from ttc_utils.value_head import ValueHead, fit_value_head, save_value_verifier, step_features, LikelihoodVerifier
-from ttc_utils.verifier import encode_steps, load_verifier
+from ttc_utils.model_spec import ModelSpec
+from ttc_utils.registry import load_verifier
+from ttc_utils.tasks.arithmetic import ArithmeticTask
+from ttc_utils.value_head import LikelihoodVerifier, ValueHead, fit_value_head, save_value_verifier, step_features
+from ttc_utils.verifier import encode_steps
 from ttc_utils.world import make_problem
+
+split = ArithmeticTask().split_steps
 
 P = make_problem(3, [("+", 4), ("*", 2), ("-", 1)], 10)  # steps 7*2-1, 4-1, 3
 COMPLETIONS = [P.solution, "7*2-1\n5-1\n4\nA:4\n", "9\nA:9\n", ""]
@@ -20,10 +25,11 @@ def lm_tok(tiny_policy_dir):
 
 def test_step_features_are_the_models_log_probs_of_each_step(lm_tok):
     lm, tok = lm_tok
-    feats, tokens = step_features(lm, tok, [P.prompt] * len(COMPLETIONS), COMPLETIONS, batch_size=3)
+    feats, tokens = step_features(lm, tok, [P.prompt] * len(COMPLETIONS), [split(c) for c in COMPLETIONS],
+                                  batch_size=3)
     assert [len(f) for f in feats] == [4, 4, 2, 0] and feats[0].shape[1] == lm.config.hidden_size + 5
     for completion, f, n in zip(COMPLETIONS[:3], feats, tokens):
-        ids, ends = encode_steps(tok, P.prompt, completion)
+        ids, ends = encode_steps(tok, P.prompt, split(completion))
         assert n == len(ids)
         x = torch.tensor([ids])
         with torch.no_grad():
@@ -66,13 +72,13 @@ def test_likelihood_verifier_round_trips_and_scores_independently_of_the_batch(l
     head = ValueHead(lm.config.hidden_size + 5)
     torch.nn.init.normal_(head.mlp[0].weight, std=1.0)
     save_value_verifier(tmp_path, lm, tok, head, "prm")
-    v1 = load_verifier(str(tmp_path), batch_size=1, progress=False)
-    v8 = LikelihoodVerifier.from_pretrained(str(tmp_path), batch_size=8, progress=False)
+    v1 = load_verifier(ModelSpec(str(tmp_path)), batch_size=1, progress=False)
+    v8 = LikelihoodVerifier.from_spec(ModelSpec(str(tmp_path)), batch_size=8, progress=False)
     assert isinstance(v1, LikelihoodVerifier)
     prompts = [P.prompt] * (len(COMPLETIONS) + 1)
     completions = COMPLETIONS + [P.solution]  # a repeat is scored once and gets the same scores
-    s1, t1 = v1.score(prompts, completions)
-    s8, t8 = v8.score(prompts, completions)
+    s1, t1 = v1.score(prompts, [split(c) for c in completions])
+    s8, t8 = v8.score(prompts, [split(c) for c in completions])
     assert t1 == t8 and [len(s) for s in s1] == [4, 4, 2, 0, 4]
     assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(s1, s8)) and s1[0] == s1[-1]
     assert all(0 < x < 1 for s in s1 for x in s) and len(set(np.round(s1[0], 6))) > 1

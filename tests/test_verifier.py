@@ -1,22 +1,38 @@
 """The verifier interface: step ends, one forward pass per solution, padding-invariant scores; aggregation."""
 import pytest
+
 from ttc_utils.aggregation import AGGREGATIONS, aggregate
-from ttc_utils.prm import roc_auc, step_prefixes, through_answer
+from ttc_utils.labels import step_prefixes
+from ttc_utils.model_spec import ModelSpec
+from ttc_utils.registry import load_verifier
+from ttc_utils.tasks.arithmetic import ArithmeticTask
+from ttc_utils.token_verifier import TransformersVerifier
 from ttc_utils.tokenizer import build_tokenizer
-from ttc_utils.verifier import TransformersVerifier, encode_steps, step_end_offsets
+from ttc_utils.verifier import encode_steps, step_end_offsets
+from ttc_utils.verifier_quality import roc_auc
+
+TASK = ArithmeticTask()
+split = TASK.split_steps
+through_answer = TASK.through_answer
+
+
+def verifier(path, **kw):
+    v = load_verifier(ModelSpec(str(path)), progress=False, **kw)
+    assert isinstance(v, TransformersVerifier)
+    return v
 
 
 def test_step_ends_are_newlines_and_a_trailing_partial_step():
-    assert step_end_offsets("7\nA:7\n") == [1, 5]
-    assert step_end_offsets("7\nA:7") == [1, 4]
-    assert step_end_offsets("") == []
-    assert step_prefixes("3+4\n7\nA:7\n") == ["3+4\n", "3+4\n7\n", "3+4\n7\nA:7\n"]
+    assert step_end_offsets(split("7\nA:7\n")) == [1, 5]
+    assert step_end_offsets(split("7\nA:7")) == [1, 4]
+    assert step_end_offsets(split("")) == []
+    assert step_prefixes(TASK, "3+4\n7\nA:7\n") == ["3+4\n", "3+4\n7\n", "3+4\n7\nA:7\n"]
 
 
 def test_encode_steps_points_at_each_step_end_token():
     tok = build_tokenizer()
     prompt, completion = "Q:\n3+4\n", "7\nA:7\n"
-    ids, positions = encode_steps(tok, prompt, completion)
+    ids, positions = encode_steps(tok, prompt, split(completion))
     assert [tok.decode([ids[p]]) for p in positions] == ["\n", "\n"]
     assert tok.decode(ids[:positions[0] + 1], skip_special_tokens=True) == prompt + "7\n"
     assert len(positions) == 2
@@ -29,12 +45,12 @@ def test_through_answer_cuts_after_the_answer_line():
 
 
 def test_scores_do_not_depend_on_the_batch(tiny_verifier_dir):
-    v1 = TransformersVerifier.from_pretrained(str(tiny_verifier_dir), batch_size=1, progress=False)
-    v8 = TransformersVerifier.from_pretrained(str(tiny_verifier_dir), batch_size=8, progress=False)
+    v1 = verifier(tiny_verifier_dir, batch_size=1)
+    v8 = verifier(tiny_verifier_dir, batch_size=8)
     prompts = ["Q:\n3+4\n", "Q:\n5*6-2\n", "Q:\n3+4\n", "Q:\n9\n"]
     completions = ["7\nA:7\n", "0-2\n8\nA:8\n", "7\nA:7\n", "A:9"]
-    s1, t1 = v1.score(prompts, completions)
-    s8, t8 = v8.score(prompts, completions)
+    s1, t1 = v1.score(prompts, [split(c) for c in completions])
+    s8, t8 = v8.score(prompts, [split(c) for c in completions])
     assert [len(s) for s in s8] == [2, 3, 2, 1]
     for a, b in zip(s1, s8):
         assert a == pytest.approx(b, abs=1e-5)
@@ -46,15 +62,15 @@ def test_scores_do_not_depend_on_the_batch(tiny_verifier_dir):
 def test_a_prefix_scores_like_the_same_steps_of_the_full_solution(tiny_verifier_dir):
     """A causal verifier's score of a step depends only on the text up to it: scoring every step in
     one forward pass gives what scoring each prefix separately would."""
-    v = TransformersVerifier.from_pretrained(str(tiny_verifier_dir), progress=False)
-    full, _ = v.score(["Q:\n5*6-2\n"], ["0-2\n8\nA:8\n"])
-    parts, _ = v.score(["Q:\n5*6-2\n"] * 3, step_prefixes("0-2\n8\nA:8\n"))
+    v = verifier(tiny_verifier_dir)
+    full, _ = v.score(["Q:\n5*6-2\n"], [split("0-2\n8\nA:8\n")])
+    parts, _ = v.score(["Q:\n5*6-2\n"] * 3, [split(p) for p in step_prefixes(TASK, "0-2\n8\nA:8\n")])
     assert full[0] == pytest.approx([p[-1] for p in parts], abs=1e-5)
 
 
-def test_loading_a_causal_lm_as_a_verifier_fails_clearly(tiny_policy_dir, tmp_path):
+def test_loading_a_missing_verifier_fails_clearly(tiny_policy_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="verifier_path"):
-        TransformersVerifier.from_pretrained(str(tmp_path / "missing"))
+        ModelSpec(str(tmp_path / "missing"), param="verifier_path").check()
 
 
 def test_aggregations():

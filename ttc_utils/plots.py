@@ -65,8 +65,9 @@ def savefig(fig, name: str, data, figures_dir: str | Path = "figures") -> Path:
     """Write `<figures_dir>/<name>.png`, `.pdf` and `.json` (the numbers the figure plots)."""
     out = Path(figures_dir)
     out.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out / f"{name}.png")
-    fig.savefig(out / f"{name}.pdf")
+    # no creation date or software version in the files: the same numbers give byte-identical figures
+    fig.savefig(out / f"{name}.png", metadata={"Software": None})
+    fig.savefig(out / f"{name}.pdf", metadata={"CreationDate": None, "Producer": None, "Creator": None})
     (out / f"{name}.json").write_text(json.dumps(_jsonable(data), indent=1, default=str))
     return out / f"{name}.png"
 

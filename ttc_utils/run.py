@@ -1,49 +1,81 @@
-"""Run the suite's notebooks through papermill with a profile's parameters.
+"""Run the suite's notebooks through papermill under a profile.
 
     python -m ttc_utils.run --profile default              # every notebook, in order
     python -m ttc_utils.run --profile smoke 00_world       # one notebook
-    python -m ttc_utils.run --profile default -p seed=1    # override a parameter
+    python -m ttc_utils.run --profile default -p seed=1    # override a parameter (VALUE is parsed as YAML)
 
-Parameters come from `notebooks/params/<profile>.yaml` (its `common` section plus the notebook's own);
-every name is checked against the notebook's `parameters` cell first, since papermill only warns about
-unknown names. Executed copies (with outputs) go to `notebooks/executed/<profile>/`, which git ignores.
+The runner passes papermill just `profile` and the overrides, exactly what
+`papermill notebooks/00_world.ipynb out.ipynb -p profile smoke -p seed 1` passes: the notebook's config cell
+resolves everything else (`config.load_config`). Override names are checked against the notebook's
+`parameters` cell first (papermill only warns about unknown names), and the whole config is resolved once
+here too, so a bad value fails in a second instead of after a kernel start. A failing notebook is reported
+in one line naming the cell and the error; the full log is its executed copy, in
+`notebooks/executed/<profile>/` (git-ignored).
 """
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import papermill as pm
 import yaml
 
-from .config import PROFILES, load_profile
+from .checks import check
+from .config import NOTEBOOK_CONFIGS, NOTEBOOKS_DIR, load_config, profiles
 
-NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+__all__ = ["NOTEBOOKS_DIR", "NotebookFailed", "failure_message", "main", "notebook_names", "run_notebook"]
 
 
-def notebook_names() -> list[str]:
-    return sorted(p.stem for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+class NotebookFailed(RuntimeError):
+    """A notebook raised; the message is one line: the notebook, the cell, the error and where the full log is."""
+
+    def __init__(self, name: str, profile: str, cell, ename: str, evalue: str, log: Path):
+        self.name, self.profile, self.cell, self.ename, self.evalue, self.log = name, profile, cell, ename, evalue, log
+        super().__init__(failure_message(name, profile, cell, ename, evalue, log))
+
+
+def failure_message(name: str, profile: str, cell, ename: str, evalue: str, log) -> str:
+    evalue = " ".join(line.strip() for line in str(evalue).splitlines() if line.strip())  # one line, always
+    return f"{name} ({profile}) failed in cell {cell}: {ename}: {evalue}; full log: {log}"
+
+
+def notebook_names(notebooks_dir: Path | None = None) -> list[str]:
+    return sorted(p.stem for p in Path(notebooks_dir or NOTEBOOKS_DIR).glob("[0-9][0-9]_*.ipynb"))
 
 
 def run_notebook(name: str, profile: str, overrides: dict | None = None, out_dir: Path | None = None,
-                 progress: bool = True) -> Path:
-    """Execute one notebook with `profile`'s parameters (plus `overrides`); returns the executed copy."""
-    if name not in notebook_names():
-        raise ValueError(f"notebook={name!r} is not allowed: expected one of {notebook_names()}")
-    src = NOTEBOOKS_DIR / f"{name}.ipynb"
-    params = {**load_profile(profile, name), **(overrides or {})}
+                 progress: bool = True, notebooks_dir: Path | None = None) -> Path:
+    """Execute one notebook under `profile` (plus `overrides`); returns the executed copy.
+
+    Raises ValueError for an unknown notebook, profile or parameter name or a bad value (before running),
+    and NotebookFailed when a cell raises.
+    """
+    notebooks_dir = Path(notebooks_dir or NOTEBOOKS_DIR)
+    names = notebook_names(notebooks_dir)
+    check(name in names, "notebook", name, f"one of {names}")
+    check(profile in profiles(), "profile", profile, f"one of {profiles()} (notebooks/params/*.yaml)")
+    overrides = dict(overrides or {})
+    src = notebooks_dir / f"{name}.ipynb"
     declared = pm.inspect_notebook(str(src))
-    unknown = sorted(set(params) - set(declared))
+    unknown = sorted(set(overrides) - set(declared))
     if unknown:
         raise ValueError(f"parameters {unknown} are not allowed for {name}: its parameters cell declares "
                          f"{sorted(declared)}")
-    out_dir = Path(out_dir or NOTEBOOKS_DIR / "executed" / profile)
+    params = {**overrides, "profile": profile}
+    if name in NOTEBOOK_CONFIGS:
+        load_config(name, params)  # the notebook's own config cell does the same, after a kernel start
+    out_dir = Path(out_dir or notebooks_dir / "executed" / profile)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{name}.ipynb"
     t0 = time.perf_counter()
-    pm.execute_notebook(str(src), str(out), parameters=params, kernel_name="python3", cwd=str(NOTEBOOKS_DIR),
-                        progress_bar=progress)
+    try:
+        pm.execute_notebook(str(src), str(out), parameters=params, kernel_name="python3", cwd=str(notebooks_dir),
+                            progress_bar=progress)
+    except pm.PapermillExecutionError as e:
+        # the traceback is in the executed copy; repeating it here buries the one line that matters
+        raise NotebookFailed(name, profile, e.exec_count, e.ename, e.evalue, out) from None
     print(f"{name} ({profile}): {time.perf_counter() - t0:.0f} s -> {out}", flush=True)
     return out
 
@@ -51,7 +83,7 @@ def run_notebook(name: str, profile: str, overrides: dict | None = None, out_dir
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("notebooks", nargs="*", help="notebook names (default: all, in order)")
-    ap.add_argument("--profile", default="default", help=f"one of {PROFILES}")
+    ap.add_argument("--profile", default="default", help=f"one of {profiles()}")
     ap.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                     help="override a parameter (VALUE is parsed as YAML)")
     args = ap.parse_args(argv)
@@ -61,8 +93,13 @@ def main(argv=None):
             ap.error(f"--param {item!r} is not allowed: expected NAME=VALUE")
         k, v = item.split("=", 1)
         overrides[k] = yaml.safe_load(v)
-    for name in args.notebooks or notebook_names():
-        run_notebook(name, args.profile, overrides)
+    try:
+        for name in args.notebooks or notebook_names():
+            run_notebook(name, args.profile, overrides)
+    except (NotebookFailed, ValueError, TypeError, FileNotFoundError) as e:
+        # our errors are written to be read in one line; a traceback adds nothing but length
+        print(e, file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

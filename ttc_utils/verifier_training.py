@@ -21,8 +21,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer,
-                          EarlyStoppingCallback, Trainer, TrainingArguments)
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    EarlyStoppingCallback,
+    Trainer,
+    TrainingArguments,
+)
 
 from .batching import right_pad
 from .cache import Cache, content_key
@@ -209,7 +216,8 @@ def _train(base, labels, steps, targets, kind, cfg, out_dir, disable_tqdm):
         eval_strategy="steps", eval_steps=eval_every, save_strategy="steps", save_steps=eval_every,
         save_total_limit=2, load_best_model_at_end=True, metric_for_best_model="eval_loss",
         greater_is_better=False, prediction_loss_only=True, logging_steps=eval_every, report_to="none",
-        use_cpu=base.device == "cpu", seed=cfg.seed, data_seed=cfg.seed, dataloader_num_workers=0, remove_unused_columns=False,
+        use_cpu=base.device == "cpu", seed=cfg.seed, data_seed=cfg.seed, dataloader_num_workers=0,
+        remove_unused_columns=False,
         disable_tqdm=disable_tqdm,
     )
     trainer = Trainer(model=model, args=args, train_dataset=_Steps(items[False]), eval_dataset=_Steps(items[True]),

@@ -1,6 +1,7 @@
 """The embedded world: a synthetic step-by-step arithmetic task with ground truth for every step.
 
-A problem is a chain of operations evaluated left to right modulo `modulus` (here 100):
+A problem is a chain of operations evaluated left to right modulo `modulus` (100 in this example; the default
+world, below, is mod 10):
 
     Q:                 <- the prompt: a header line and the question line
     37+45*3-8
@@ -29,7 +30,6 @@ import numpy as np
 OPS = "+-*"
 TEST_FRACTION = 0.1  # share of the question space that belongs to the test split
 _ANSWER_RE = re.compile(r"^A:(\d+)$")
-_STEP_RE = re.compile(r"^(\d+)([+\-*])(\d+)=(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,8 @@ class WorldConfig:
         _check(isinstance(self.max_steps, int) and self.max_steps >= self.min_steps, "max_steps", self.max_steps,
                f"an int >= min_steps ({self.min_steps})")
         _check(isinstance(self.modulus, int) and self.modulus >= 2, "modulus", self.modulus, "an int >= 2")
-        _check(isinstance(self.max_operand, int) and self.max_operand >= 1, "max_operand", self.max_operand, "an int >= 1")
+        _check(isinstance(self.max_operand, int) and self.max_operand >= 1, "max_operand", self.max_operand,
+               "an int >= 1")
         _check(isinstance(self.max_multiplier, int) and self.max_multiplier >= 2, "max_multiplier",
                self.max_multiplier, "an int >= 2")
         _check(isinstance(self.ops, str) and len(self.ops) > 0 and set(self.ops) <= set(OPS)
@@ -100,7 +101,7 @@ def split_of(question: str) -> str:
     return "test" if _hash(question) % 1000 < TEST_FRACTION * 1000 else "train"
 
 
-def make_problem(start: int, ops: list[tuple[str, int]], modulus: int = 100) -> Problem:
+def make_problem(start: int, ops: list[tuple[str, int]], modulus: int = 10) -> Problem:
     """Build a problem from its start value and (op, operand) pairs, computing every step.
 
     Each step rewrites the expression with its leftmost operation evaluated, so a step only needs
@@ -214,20 +215,3 @@ def step_labels(problem: Problem, text) -> list[bool]:
         ok = ok and i < len(problem.steps) and line == problem.steps[i]
         labels.append(ok)
     return labels
-
-
-def first_error(problem: Problem, text) -> int | None:
-    """Index of the first wrong step line, or None if every step line is right."""
-    for i, good in enumerate(step_labels(problem, text)):
-        if not good:
-            return i
-    return None
-
-
-def step_is_valid(line: str, modulus: int = 100) -> bool:
-    """True iff `line` is a well-formed, arithmetically correct step (regardless of the problem)."""
-    m = _STEP_RE.match(line) if isinstance(line, str) else None
-    if m is None:
-        return False
-    a, op, b, c = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
-    return _apply(op, a, b, modulus) == c

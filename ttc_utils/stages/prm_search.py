@@ -12,8 +12,8 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
-from ..model_spec import ModelSpec
 from ..labels import mc_labels
+from ..model_spec import ModelSpec
 from ..policy import SamplingParams, derive_seed
 from ..results import search_results, selection_results
 from ..scoring import policy_logprobs, score_solutions

@@ -1,0 +1,71 @@
+"""The runner: names and values are checked before a kernel starts, and a failing notebook is reported in one line."""
+import nbformat
+import pytest
+
+from ttc_utils import run
+from ttc_utils.run import NotebookFailed, failure_message, main, run_notebook
+
+
+def test_unknown_notebook_profile_or_parameter_fails_before_running():
+    with pytest.raises(ValueError, match="notebook='99_nothing'"):
+        run_notebook("99_nothing", "smoke")
+    with pytest.raises(ValueError, match="profile='nightly'"):
+        run_notebook("00_world", "nightly")
+    with pytest.raises(ValueError, match=r"\['sampels'\] are not allowed for 00_world.*'samples_per_question'"):
+        run_notebook("00_world", "smoke", overrides={"sampels": 3})
+
+
+def test_a_bad_value_fails_before_running(tmp_path):
+    with pytest.raises(ValueError, match="temperature=0"):
+        run_notebook("00_world", "smoke", overrides={"temperature": 0}, out_dir=tmp_path)
+    assert not list(tmp_path.iterdir())  # no kernel was started, nothing was written
+
+
+def test_failure_message_is_one_line():
+    msg = failure_message("00_world", "smoke", 4, "ValueError", "seed=-1 is not allowed:\n  expected an int >= 0",
+                          "/x/00_world.ipynb")
+    assert msg == ("00_world (smoke) failed in cell 4: ValueError: seed=-1 is not allowed: expected an int >= 0; "
+                   "full log: /x/00_world.ipynb")
+
+
+def write_failing_notebook(folder):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell('profile = "default"  # the profile\nx = 1  # a parameter')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell('raise ValueError(f"boom {x}")')]
+    nbformat.write(nb, folder / "99_fails.ipynb")
+
+
+@pytest.mark.notebook
+def test_a_failing_notebook_raises_one_line_naming_the_error_and_the_log(tmp_path):
+    write_failing_notebook(tmp_path)
+    with pytest.raises(NotebookFailed) as e:
+        run_notebook("99_fails", "smoke", overrides={"x": 7}, out_dir=tmp_path / "out", progress=False,
+                     notebooks_dir=tmp_path)
+    msg = str(e.value)
+    log = tmp_path / "out" / "99_fails.ipynb"
+    # cells: parameters (1), papermill's injected parameters (2), the raising cell (3)
+    assert msg == f"99_fails (smoke) failed in cell 3: ValueError: boom 7; full log: {log}"
+    assert isinstance(e.value, RuntimeError) and e.value.__suppress_context__
+    assert "boom 7" in log.read_text()  # the executed copy holds the full traceback
+
+
+def test_main_prints_one_line_and_exits_1(monkeypatch, capsys):
+    def fails(name, profile, overrides):
+        raise NotebookFailed(name, profile, 4, "ValueError", "boom", "/x/00_world.ipynb")
+
+    monkeypatch.setattr(run, "run_notebook", fails)
+    with pytest.raises(SystemExit) as e:
+        main(["--profile", "smoke", "00_world"])
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert err == "00_world (smoke) failed in cell 4: ValueError: boom; full log: /x/00_world.ipynb\n"
+
+
+def test_main_reports_a_bad_parameter_in_one_line(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--profile", "smoke", "-p", "sampels=3", "00_world"])
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "sampels" in err and "Traceback" not in err
