@@ -149,10 +149,27 @@ def test_an_unknown_literal_global_is_an_error_naming_it_and_the_allowed_names()
         load_config("00_world", {"profile": "smoke", "common": {"seed": 0}})
     with pytest.raises(ValueError, match="pool_size=16 is not a parameter of 00_world"):
         load_config("00_world", {"profile": "smoke", "pool_size": 16})
-    # what IPython and the notebook's own code put there is not a parameter, and not an error
-    ns = {"profile": "smoke", "In": [""], "Out": {}, "_": 3, "_i1": "x", "get_ipython": print, "exit": None,
-          "greedy": [0.5], "name": "d16l1", "sns": object()}  # later cells' variables: a rerun in JupyterLab
+
+
+def test_what_ipython_and_the_notebook_itself_put_in_its_namespace_is_no_error(tmp_path, monkeypatch):
+    import ttc_utils.plots
+    import ttc_utils.stages
+
+    cells = ["from ttc_utils.plots import METHOD_STYLE\nfrom ttc_utils import stages\n%matplotlib inline",
+             'load_config("00_world", globals())', "greedy = [0.5]\nfor name in 'ab':\n    pass"]
+    nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": c} for c in cells]}
+    (tmp_path / "00_world.ipynb").write_text(json.dumps(nb))
+    monkeypatch.setattr(config, "NOTEBOOKS_DIR", tmp_path)
+    ns = {"profile": "smoke", "data_dir": str(tmp_path / "d"), "figures_dir": str(tmp_path / "f"),
+          "In": [""], "Out": {}, "_": 3, "_i1": "x", "get_ipython": print, "exit": None,  # IPython's
+          "METHOD_STYLE": ttc_utils.plots.METHOD_STYLE, "stages": ttc_utils.stages,  # imported by the notebook
+          "greedy": [0.5], "name": "b"}  # later cells' variables, there when a cell is rerun in JupyterLab
     assert load_config("00_world", ns).profile == "smoke"
+    # an injected literal that shadows an import is still an injected name
+    with pytest.raises(ValueError, match="METHOD_STYLE=.* is not a parameter of 00_world"):
+        load_config("00_world", {**ns, "METHOD_STYLE": dict(ttc_utils.plots.METHOD_STYLE)})
+    with pytest.raises(ValueError, match="stages=.* is not a parameter of 00_world"):
+        load_config("00_world", {**ns, "stages": {"seed": 0}})
 
 
 def test_a_profile_passed_as_a_papermill_parameters_file_fails():

@@ -17,7 +17,7 @@ LAYERS = [
     {"sampling", "labels", "verifier_training", "scoring", "search", "evaluation", "verifier_quality"},
     {"results", "findings"},
     {"config"},
-    {"stages", "stages.common", "stages.pool", "stages.prm_search"},
+    {"stages", "stages.common", "stages.world", "stages.pool", "stages.prm_search"},
     {"run"},
 ]
 

@@ -21,6 +21,7 @@ import ast
 import copy
 import json
 import os
+import sys
 import tempfile
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
@@ -144,7 +145,7 @@ class LadderSection:
 
     def sizes(self) -> list[ModelSize]:
         # 16-wide heads, as in the measured base (width 64, 4 heads)
-        return [ModelSize(h, l, h // 16) for h, l in zip(self.ladder_hidden, self.ladder_layers)]
+        return [ModelSize(h, n, h // 16) for h, n in zip(self.ladder_hidden, self.ladder_layers)]
 
 
 @dataclass(frozen=True)
@@ -277,7 +278,8 @@ SECTIONS = (RunSection, WorldSection, LadderSection, TestSection, SamplingSectio
 
 
 def _bins_fit_test(c):
-    check(c.num_bins <= c.num_test, "num_bins", c.num_bins, f"an int <= num_test={c.num_test} (each bin needs questions)")
+    check(c.num_bins <= c.num_test, "num_bins", c.num_bins,
+          f"an int <= num_test={c.num_test} (each bin needs questions)")
 
 
 def _search_fits_test(c):
@@ -439,15 +441,23 @@ def load_config(notebook: str, namespace: dict):
     Values: the section defaults, then the profile file named by `profile`, then every parameter in the
     namespace that is not None. Before that, a literal global that is no parameter of this notebook is an
     error: papermill injects any name it is given (`-p`, `-f file.yaml`) and only warns, so such a name would
-    otherwise be silently ignored. Names the notebook's own code binds (imports, later cells' variables, for
-    reruns in JupyterLab) are not parameters and are allowed.
+    otherwise be silently ignored. What the notebook's own code put there is allowed: an imported constant
+    (the very object its import names) and the variables its cells assign (a rerun in JupyterLab).
     """
     cls = notebook_config(notebook)
     names = cls.parameter_names()
-    own = notebook_bound_names(notebook)
+    assigned, imported = notebook_own_names(notebook)
+
+    def own(name, value) -> bool:
+        if name in imported:
+            module, attr = imported[name]
+            if getattr(sys.modules.get(module), attr, MISSING) is value:
+                return True
+        return name in assigned
+
     unknown = sorted(k for k, v in namespace.items()
                      if type(v) in LITERAL_TYPES and k not in names and not k.startswith("_")
-                     and k not in IPYTHON_NAMES and k not in own)
+                     and k not in IPYTHON_NAMES and not own(k, v))
     if unknown:
         raise ValueError(f"{unknown[0]}={namespace[unknown[0]]!r} is not a parameter of {notebook} (unknown: "
                          f"{unknown}); allowed names: {names}. A profile is chosen with -p profile <name>, not "
@@ -460,13 +470,16 @@ def load_config(notebook: str, namespace: dict):
     return cls(**{**load_profile(profile, notebook), **explicit, "profile": profile})
 
 
-def notebook_bound_names(notebook: str) -> set[str]:
-    """Names the notebook's code cells assign, import or define (empty if the notebook cannot be read)."""
+def notebook_own_names(notebook: str) -> tuple[set[str], dict[str, tuple[str, str]]]:
+    """(names the notebook's code cells assign or define, {name: (module, attribute)} of its `from` imports).
+
+    Both are empty if the notebook cannot be read. The parameters cell is left out: its names are parameters.
+    """
     try:
         cells = json.loads((NOTEBOOKS_DIR / f"{notebook}.ipynb").read_text())["cells"]
     except (OSError, ValueError, KeyError):
-        return set()
-    out = set()
+        return set(), {}
+    assigned, imported = set(), {}
     for cell in cells:
         if cell.get("cell_type") != "code" or "parameters" in cell.get("metadata", {}).get("tags", []):
             continue
@@ -479,12 +492,12 @@ def notebook_bound_names(notebook: str) -> set[str]:
             continue
         for node in ast.walk(tree):
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-                out.add(node.id)
-            elif isinstance(node, (ast.Import, ast.ImportFrom)):
-                out.update((a.asname or a.name).split(".")[0] for a in node.names)
+                assigned.add(node.id)
             elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                out.add(node.name)
-    return out
+                assigned.add(node.name)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.update({a.asname or a.name: (node.module, a.name) for a in node.names})
+    return assigned, imported
 
 
 # --- checks that touch the disk or the hub ---------------------------------------------------------------------------

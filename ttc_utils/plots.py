@@ -78,3 +78,26 @@ def save_numbers(name: str, data, figures_dir: str | Path = "figures") -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(_jsonable(data), indent=1, default=str))
     return out / f"{name}.json"
+
+
+def curve_panel(ax, summary: pd.DataFrame, key: str, names: list[str], colors: dict, dashed=()) -> None:
+    """One accuracy-vs-budget line with its band per name (rows of `summary` whose `key` column is that name)."""
+    for name in names:
+        g = summary[summary[key] == name]
+        ax.plot(g.budget, g.accuracy, marker="o", ms=3, color=colors[name], label=name,
+                ls="--" if name in dashed else "-")
+        ax.fill_between(g.budget, g.low, g.high, color=colors[name], alpha=0.15)
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="generation budget N", ylabel="accuracy")
+    ax.legend(fontsize=8)
+
+
+def bars_per_bin(ax, summary: pd.DataFrame, budget: int, labels: list[str], colors: dict) -> None:
+    """Accuracy per difficulty bin at one budget, a bar per label with its bootstrap band as an error bar."""
+    d = summary[summary.budget == budget]
+    sns.barplot(d, x="bin", y="accuracy", hue="label", palette=colors, hue_order=labels, ax=ax)
+    rows = d.set_index(["label", "bin"]).loc[[(label, b) for label in labels for b in sorted(d.bin.unique())]]
+    for patch, (_, row) in zip(ax.patches, rows.reset_index().iterrows()):
+        ax.errorbar(patch.get_x() + patch.get_width() / 2, row.accuracy,
+                    yerr=[[row.accuracy - row.low], [row.high - row.accuracy]], color="0.2", lw=0.8)
+    ax.set(title=f"budget {budget}", xlabel="oracle bin (1 = easiest)")

@@ -47,7 +47,9 @@ def selection_results(samples: pd.DataFrame, rule: str, budgets: list[int], num_
 
 def search_results(runs: pd.DataFrame, bins: pd.DataFrame | None = None) -> pd.DataFrame:
     """Rows of search runs (`stages.prm_search.run_search_plan`: one row per setting, seed and question)."""
-    out = runs.rename(columns={"style": "method", "label": "setting", "search_seed": "seed"})
+    # a run's own `method` (beam / dvts) and derived `seed` give way to its plot style and its search seed
+    out = runs.drop(columns=["method", "seed"], errors="ignore").rename(
+        columns={"style": "method", "label": "setting", "search_seed": "seed"})
     return _with_bins(out.assign(correct=out.correct.astype(float)), bins)
 
 

@@ -51,3 +51,8 @@ def quality_row(name: str, frame: pd.DataFrame, col: str) -> dict:
     """One row of a verifier-quality table: ROC AUC and within-question AUC of `frame[col]` against `correct`."""
     return {"verifier": name, "score": col, "roc_auc": roc_auc(frame[col], frame.correct),
             "within_question_auc": within_question_auc(frame[col], frame.correct, frame.qid)}
+
+
+def quality_table(rows: list[tuple[str, pd.DataFrame, str]]) -> pd.DataFrame:
+    """A verifier-quality table from (name, scored samples with `correct` and `qid`, score column) triples."""
+    return pd.DataFrame([quality_row(name, frame, col) for name, frame, col in rows])

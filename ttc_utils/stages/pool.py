@@ -16,6 +16,7 @@ import pandas as pd
 from ..difficulty import oracle_bins
 from ..evaluation import ladder_accuracy_per_bin, pass1_per_question
 from ..policy import SamplingParams
+from ..results import selection_results
 from ..sampling import sample_problems
 from . import common
 
@@ -48,3 +49,15 @@ def ladder_per_bin(cfg, ladder: pd.DataFrame, bins: pd.DataFrame) -> pd.DataFram
     """Greedy and sampled pass@1 of every ladder rung per oracle bin (the FLOPs-matched notebook reuses it)."""
     return ladder_accuracy_per_bin(cfg.cache(), ladder, common.task(cfg), common.test_questions(cfg), bins, cfg.seed,
                                    cfg.ladder_samples, cfg.temperature, common.max_new_tokens(cfg))
+
+
+def pool_results(cfg, pool: pd.DataFrame, bins: pd.DataFrame) -> pd.DataFrame:
+    """The notebook's results table (`results.RESULT_COLUMNS`), cached: pass@N (unbiased) and majority@N
+    (averaged over `num_subsets` random subsets) per question at every budget up to the pool size."""
+    def compute() -> pd.DataFrame:
+        return pd.concat([selection_results(pool, rule, cfg.budgets(), cfg.num_subsets, cfg.seed, rule, bins=bins)
+                          for rule in ("pass_at_n", "majority")], ignore_index=True)
+
+    key = {"config": cfg.as_dict(), "pool": pd.util.hash_pandas_object(pool[["qid", "text"]], index=False).sum().item(),
+           "bins": bins.bin.tolist()}
+    return cfg.cache().table("results-01_difficulty_bins", key, compute)
