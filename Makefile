@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine with Python >= 3.11 and pip:
 #   make figures   regenerate figures/ with the default profile (sets up .venv first)
-#   make test      run the test suite (sets up .venv first)
+#   make test      lint (ruff) and run the test suite (sets up .venv first)
 #   make lab       open JupyterLab on notebooks/ with the suite's kernel
 PYTHON ?= python3
 VENV := .venv
@@ -28,6 +28,7 @@ figures: setup
 	$(BIN)/python -m ttc_utils.run --profile $(PROFILE)
 
 test: setup
+	$(BIN)/ruff check .
 	HF_HUB_OFFLINE=1 TQDM_DISABLE=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q
 
 lab: setup

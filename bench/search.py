@@ -18,14 +18,13 @@ import sys
 import time
 from pathlib import Path
 
-from ttc_utils.config import PrmSearchNotebookConfig, load_profile
-from ttc_utils.policy import SamplingParams, TransformersPolicy
-from ttc_utils.pool import base_policy_path
+from ttc_utils.config import load_config
+from ttc_utils.model_spec import ModelSpec
+from ttc_utils.policy import SamplingParams
+from ttc_utils.registry import load_policy, load_verifier
 from ttc_utils.search import SearchConfig, search
-from ttc_utils.search_plan import prm_labels, train_reward_models, verifier_base_path
-from ttc_utils.training import train_ladder
-from ttc_utils.verifier import load_verifier
-from ttc_utils.world import WorldConfig, generate, max_solution_chars
+from ttc_utils.stages import common, prm_search
+from ttc_utils.tasks.arithmetic import ArithmeticTask
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sampling import find_base_policy  # noqa: E402  (bench/sampling.py, next to this file)
@@ -37,11 +36,10 @@ def find_prm() -> str:
     """The PRM notebook 02 uses under the default profile, resolved through its cached stages."""
     if not glob.glob(str(ROOT / "data" / "cache" / "default" / "verifier-prm-*" / "config.json")):
         raise SystemExit("no trained PRM in data/cache/default: run notebook 02 with the default profile first")
-    cfg = PrmSearchNotebookConfig.from_params({**load_profile("default", "02_prm_search"),
-                                               "data_dir": str(ROOT / "data")})
-    ladder, _ = train_ladder(cfg.cache(), cfg.world(), cfg.sizes(), cfg.train(), disable_tqdm=True)
-    labels = prm_labels(cfg, base_policy_path(cfg, ladder), progress=False)
-    return train_reward_models(cfg, verifier_base_path(cfg, ladder), labels, disable_tqdm=True)[0]
+    cfg = load_config("02_prm_search", {"profile": "default", "data_dir": str(ROOT / "data")})
+    ladder, _ = common.ladder(cfg)
+    labels = prm_search.prm_labels(cfg, common.base_policy(cfg, ladder), progress=False)
+    return prm_search.train_reward_models(cfg, prm_search.verifier_base(cfg, ladder), labels)[0].path
 
 
 class GeneratePath:
@@ -53,6 +51,8 @@ class GeneratePath:
     def sample(self, prompts, params, seed):
         return self.policy.sample(prompts, params, seed)
 
+    sample_shared = sample  # the reference: no prefill sharing
+
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -62,30 +62,33 @@ def main(argv=None):
     ap.add_argument("--budget", type=int, default=16)
     ap.add_argument("--batch-size", type=int, default=512)
     args = ap.parse_args(argv)
-    world = WorldConfig()
-    problems = generate(world, args.questions, "test", 0)
-    policy = TransformersPolicy.from_pretrained(args.policy or find_base_policy(), batch_size=args.batch_size,
-                                                progress=False)
-    prm = load_verifier(args.prm or find_prm(), batch_size=args.batch_size, progress=False)
-    cfg = SearchConfig("beam", args.budget, min(4, args.budget), max_step_tokens=max_solution_chars(world) // 8 + 8,
-                       max_completion_tokens=max_solution_chars(world) + 1)
+    task = ArithmeticTask()
+    problems = task.problems("test", args.questions, 0)
+    policy = load_policy(ModelSpec(args.policy or find_base_policy(), param="--policy").check(),
+                         batch_size=args.batch_size, progress=False)
+    prm = load_verifier(ModelSpec(args.prm or find_prm(), backend="auto", param="--prm").check(),
+                        batch_size=args.batch_size, progress=False)
+    longest = task.max_solution_tokens()
+    cfg = SearchConfig("beam", args.budget, min(4, args.budget), max_step_tokens=longest // 8 + 8,
+                       max_completion_tokens=longest + 1)
     generations = args.questions * args.budget
     rows = []
 
     t0 = time.perf_counter()
-    bon = policy.sample([p.prompt for p in problems],
-                        SamplingParams(n=args.budget, max_new_tokens=max_solution_chars(world) + 1), seed=0)
+    bon = policy.sample([task.prompt(p) for p in problems],
+                        SamplingParams(n=args.budget, max_new_tokens=longest + 1), seed=0)
     rows.append(("best-of-N (full samples, generate)", time.perf_counter() - t0, int(bon.num_tokens.sum()), 0))
 
     for label, pol in (("beam search, shared-prefill sampler", policy),
                        ("beam search, generate per step", GeneratePath(policy))):
         t0 = time.perf_counter()
-        out = search(pol, prm, problems, cfg, seed=0)
+        out = search(pol, prm, task, problems, cfg, seed=0)
         rows.append((label, time.perf_counter() - t0, sum(r["policy_tokens"] for r in out),
                      sum(r["verifier_tokens"] for r in out)))
 
     t0 = time.perf_counter()
-    prm.score([p.prompt for p in problems for _ in range(args.budget)], [t for t in bon.text])
+    prm.score([task.prompt(p) for p in problems for _ in range(args.budget)],
+              [task.split_steps(task.through_answer(t)) for t in bon.text])
     score_s = time.perf_counter() - t0
 
     print(f"{args.questions} questions x budget N={args.budget} ({generations} generations), beam width "
