@@ -111,6 +111,24 @@ def test_a_policy_folder_without_config_json_is_an_error_naming_policy_path(tmp_
         WorldNotebookConfig(policy_path=str(tmp_path))
 
 
+def test_a_hub_id_offline_that_is_not_cached_fails_at_once_naming_policy_path(monkeypatch):
+    import time
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.perf_counter()
+    with pytest.raises((ValueError, FileNotFoundError), match="policy_path='no-such-org/no-such-model'"):
+        WorldNotebookConfig(policy_path="no-such-org/no-such-model")
+    assert time.perf_counter() - t0 < 5  # before any compute, not 25-70 s into notebook 00
+
+
+def test_a_policy_folder_with_a_broken_tokenizer_fails_naming_policy_path(tiny_policy_dir, tmp_path):
+    import shutil
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_policy_dir, broken)
+    (broken / "tokenizer.json").write_text("{not json")
+    with pytest.raises(ValueError, match="policy_path=.*tokenizer"):
+        WorldNotebookConfig(policy_path=str(broken))
+
+
 def test_a_policy_folder_that_loads_is_accepted(tiny_policy_dir):
     assert WorldNotebookConfig(policy_path=str(tiny_policy_dir)).policy_path == str(tiny_policy_dir)
 

@@ -18,7 +18,7 @@ LAYERS = [
     {"results", "findings"},
     {"config"},
     {"stages", "stages.common", "stages.world", "stages.pool", "stages.prm_search"},
-    {"run"},
+    {"run", "figure_diff"},
 ]
 
 
