@@ -24,6 +24,14 @@ def test_notebook_is_committed_without_outputs_and_has_one_parameters_cell(name)
             assert not c.outputs and c.execution_count is None
 
 
+@pytest.mark.parametrize("name", notebook_names())
+def test_notebooks_are_narrative_with_at_most_120_lines_of_code_outside_the_parameters_cell(name):
+    nb = nbformat.read(NOTEBOOKS_DIR / f"{name}.ipynb", as_version=4)
+    lines = sum(len(c.source.splitlines()) for c in nb.cells
+                if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", []))
+    assert lines <= 120, f"{name}: {lines} lines of code outside the parameters cell; move logic into ttc_utils"
+
+
 def test_notebooks_pass_nbstripout_verify():
     nbstripout = Path(sys.executable).parent / "nbstripout"
     paths = [str(NOTEBOOKS_DIR / f"{n}.ipynb") for n in notebook_names()]
