@@ -31,6 +31,7 @@ import yaml
 from .aggregation import AGGREGATIONS
 from .cache import Cache
 from .checks import check, check_choice, check_int, check_positive, is_int, is_power_of_two
+from .model_spec import DEVICE, ModelSpec
 from .models import ModelSize
 from .training import TrainConfig
 from .value_head import HEADS
@@ -76,10 +77,13 @@ class RunSection:
     seed: int = 0  # one seed drives the world, the corpus order, initialisation and sampling
     data_dir: str = "../data"  # the cache lives in <data_dir>/cache/<profile>; relative to notebooks/
     figures_dir: str = "../figures"  # where figures (PNG, PDF, JSON) are written; relative to notebooks/
+    device: str = "cpu"  # where every model trains and runs: cpu, cuda, cuda:N, mps
 
     def check(self):
         check(self.profile in profiles(), "profile", self.profile, f"one of {profiles()} (notebooks/params/*.yaml)")
         check_int("seed", self.seed, lo=0)
+        check(isinstance(self.device, str) and DEVICE.fullmatch(self.device) is not None, "device", self.device,
+              "'cpu', 'cuda', 'cuda:N', 'mps' or 'xpu'")
         for name in ("data_dir", "figures_dir"):
             value = getattr(self, name)
             check(isinstance(value, str) and value != "", name, value, "a folder path")
@@ -516,6 +520,4 @@ def check_writable_dir(name: str, path: str) -> None:
 
 def check_model(path: str, param: str) -> None:
     """Raise ValueError / FileNotFoundError naming `param` unless the model at `path` (folder or hub id) loads."""
-    from .model_spec import ModelSpec  # lazily: a model check is needed only when a path is given
-
     ModelSpec(path, param=param).check()

@@ -37,20 +37,20 @@ def pass1_buckets(pass1: pd.Series, edges=BUCKET_EDGES) -> pd.DataFrame:
 
 
 def ladder_samples(cache: Cache, ladder: pd.DataFrame, task, problems: list, params: SamplingParams,
-                   seed: int, name: str):
+                   seed: int, name: str, device: str = "cpu"):
     """Yield (model row, its cached samples on `problems`) for every model of `ladder` (rows with name, path)."""
     for m in ladder.itertuples():
-        spec = ModelSpec(m.path, param=f"ladder rung {m.name}")
+        spec = ModelSpec(m.path, device=device, param=f"ladder rung {m.name}")
         yield m, sample_problems(cache, spec, task, problems, params, seed, name=f"{name}-{m.name}")
 
 
 def greedy_accuracy(cache: Cache, ladder: pd.DataFrame, task, problems: list, seed: int,
-                    max_new_tokens: int, by: str = "num_steps") -> pd.DataFrame:
+                    max_new_tokens: int, by: str = "num_steps", device: str = "cpu") -> pd.DataFrame:
     """Greedy accuracy of every model of `ladder` (rows with name, path, non_embedding_params) per value of the
     task feature `by`: model, non_embedding_params, <by>, accuracy, questions."""
     rows = []
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens)
-    for m, s in ladder_samples(cache, ladder, task, problems, params, seed, "greedy"):
+    for m, s in ladder_samples(cache, ladder, task, problems, params, seed, "greedy", device):
         acc = s.groupby(by)["correct"].agg(["mean", "size"]).reset_index()
         for r in acc.itertuples():
             rows.append({"model": m.name, "non_embedding_params": m.non_embedding_params,
@@ -59,14 +59,15 @@ def greedy_accuracy(cache: Cache, ladder: pd.DataFrame, task, problems: list, se
 
 
 def ladder_accuracy_per_bin(cache: Cache, ladder: pd.DataFrame, task, problems: list, bins: pd.DataFrame,
-                            seed: int, samples: int, temperature: float, max_new_tokens: int) -> pd.DataFrame:
+                            seed: int, samples: int, temperature: float, max_new_tokens: int,
+                            device: str = "cpu") -> pd.DataFrame:
     """Greedy accuracy and sampled pass@1 (`samples` per question) of every ladder model per difficulty bin
     (`bins`: qid, bin): model, non_embedding_params, decoding, bin, accuracy."""
     rows = []
     runs = (("greedy", SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens)),
             ("sampled", SamplingParams(n=samples, temperature=temperature, max_new_tokens=max_new_tokens)))
     for kind, params in runs:
-        for m, s in ladder_samples(cache, ladder, task, problems, params, seed, kind):
+        for m, s in ladder_samples(cache, ladder, task, problems, params, seed, kind, device):
             acc = pass1_per_question(s).merge(bins[["qid", "bin"]], on="qid").groupby("bin").pass1.mean()
             rows += [{"model": m.name, "non_embedding_params": m.non_embedding_params, "decoding": kind,
                       "bin": b, "accuracy": a} for b, a in acc.items()]

@@ -20,18 +20,19 @@ def test_questions(cfg) -> list:
 
 def ladder(cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(models table, loss curves) of the policy ladder, trained once and cached (notebook 00)."""
-    return train_ladder(cfg.cache(), cfg.world(), cfg.sizes(), cfg.train())
+    return train_ladder(cfg.cache(), cfg.world(), cfg.sizes(), cfg.train(), device=cfg.device)
 
 
 def base_policy(cfg, ladder: pd.DataFrame) -> ModelSpec:
     """`policy_path` if given, else the ladder's smallest rung (the base policy)."""
     if cfg.policy_path:
-        return ModelSpec(cfg.policy_path, param="policy_path")
-    return ModelSpec(str(ladder.path.iloc[0]), param="the base policy")
+        return ModelSpec(cfg.policy_path, device=cfg.device, param="policy_path")
+    return rung(cfg, ladder, 0, "the base policy")
 
 
-def rung(ladder: pd.DataFrame, index: int, param: str) -> ModelSpec:
-    return ModelSpec(str(ladder.path.iloc[index]), param=param)
+def rung(cfg, ladder: pd.DataFrame, index: int, param: str) -> ModelSpec:
+    """Ladder rung `index` as a model on the profile's device."""
+    return ModelSpec(str(ladder.path.iloc[index]), device=cfg.device, param=param)
 
 
 def max_new_tokens(cfg) -> int:

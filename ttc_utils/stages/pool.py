@@ -48,7 +48,7 @@ def difficulty_bins(cfg, pool: pd.DataFrame) -> pd.DataFrame:
 def ladder_per_bin(cfg, ladder: pd.DataFrame, bins: pd.DataFrame) -> pd.DataFrame:
     """Greedy and sampled pass@1 of every ladder rung per oracle bin (the FLOPs-matched notebook reuses it)."""
     return ladder_accuracy_per_bin(cfg.cache(), ladder, common.task(cfg), common.test_questions(cfg), bins, cfg.seed,
-                                   cfg.ladder_samples, cfg.temperature, common.max_new_tokens(cfg))
+                                   cfg.ladder_samples, cfg.temperature, common.max_new_tokens(cfg), cfg.device)
 
 
 def pool_results(cfg, pool: pd.DataFrame, bins: pd.DataFrame) -> pd.DataFrame:

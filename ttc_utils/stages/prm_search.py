@@ -45,7 +45,7 @@ def verifier_base(cfg, ladder: pd.DataFrame) -> ModelSpec:
     policy's own size only knows what the policy knows (the notebook measures both)."""
     if cfg.verifier_rung == 0:
         return common.base_policy(cfg, ladder)
-    return common.rung(ladder, cfg.verifier_rung, "verifier_rung")
+    return common.rung(cfg, ladder, cfg.verifier_rung, "verifier_rung")
 
 
 def _train(cfg, base: ModelSpec, labels: pd.DataFrame, kind: str, train_cfg: VerifierTrainConfig) -> ModelSpec:

@@ -12,7 +12,7 @@ from . import common
 def ladder_greedy_accuracy(cfg, ladder: pd.DataFrame) -> pd.DataFrame:
     """Greedy accuracy of every rung per number of steps in the question (cached samples)."""
     return greedy_accuracy(cfg.cache(), ladder, common.task(cfg), common.test_questions(cfg), cfg.seed,
-                           common.max_new_tokens(cfg))
+                           common.max_new_tokens(cfg), device=cfg.device)
 
 
 def base_samples(cfg, ladder: pd.DataFrame) -> pd.DataFrame:
