@@ -35,7 +35,7 @@ from .model_spec import DEVICE, ModelSpec
 from .models import ModelSize
 from .training import TrainConfig
 from .value_head import HEADS
-from .world import WorldConfig, max_line_chars, max_solution_chars
+from .world import WorldConfig, max_problem_tokens
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 PARAMS_DIR = NOTEBOOKS_DIR / "params"
@@ -56,15 +56,6 @@ PROFILES = profiles()
 def powers_of_two(limit: int) -> list[int]:
     """1, 2, 4, ... up to `limit`: the generation budgets of every curve."""
     return [2 ** i for i in range(limit.bit_length()) if 2 ** i <= limit]
-
-
-def max_problem_tokens(world: WorldConfig) -> int:
-    """An upper bound on the tokens of one problem with its solution, as the models see it in training.
-
-    One token per character: <bos> "Q:\\n" question "\\n" solution <eos>, the solution bounded by
-    `max_solution_chars` and the question line by `max_line_chars`.
-    """
-    return 1 + len("Q:\n") + max_line_chars(world) + 1 + max_solution_chars(world) + 1
 
 
 # --- sections: each field's one default, its meaning, and the checks of its own values -----------------------------

@@ -169,6 +169,12 @@ def max_line_chars(cfg: WorldConfig) -> int:
     return max(len(str(cfg.modulus - 1)) + cfg.max_steps * term, 2 + len(str(cfg.modulus - 1)))
 
 
+def max_problem_tokens(cfg: WorldConfig) -> int:
+    """An upper bound on the tokens of one problem with its solution, as the models see it in training: one token
+    per character of prompt and solution, plus <bos> and <eos>."""
+    return 1 + len("Q:\n") + max_line_chars(cfg) + 1 + max_solution_chars(cfg) + 1
+
+
 def extract_answer(text) -> int | None:
     """The integer on the first final-answer line ('A:<digits>'), or None if there is none.
 
