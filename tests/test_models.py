@@ -2,7 +2,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from ttc_utils.models import ModelSize, build_policy, check_model_path, count_params, load_causal_lm
+from ttc_utils.models import ModelSize, build_policy, count_params
 from ttc_utils.tokenizer import build_tokenizer
 
 
@@ -31,15 +31,3 @@ def test_initialisation_is_deterministic():
     b = build_policy(ModelSize(16, 1, 2), tok, 64, seed=5)
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
 
-
-def test_missing_model_path_is_a_clear_error(tmp_path, tiny_policy_dir):
-    with pytest.raises(FileNotFoundError, match="policy_path"):
-        check_model_path("policy_path", str(tmp_path / "nope"))
-    with pytest.raises(FileNotFoundError, match="config.json"):
-        check_model_path("policy_path", str(tmp_path))
-    with pytest.raises(ValueError, match="policy_path"):
-        check_model_path("policy_path", "")
-    assert check_model_path("policy_path", "Qwen/Qwen2.5-Math-1.5B-Instruct")  # a hub id is accepted
-    assert check_model_path("policy_path", str(tiny_policy_dir))
-    with pytest.raises(FileNotFoundError, match="model_path"):
-        load_causal_lm("./no/such/model")

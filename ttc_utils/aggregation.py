@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .checks import check
+
 AGGREGATIONS = ("last", "min", "prod")  # the paper uses "last" (the PRM's value of the final step)
 
 
 def check_aggregation(name) -> str:
-    if name not in AGGREGATIONS:
-        raise ValueError(f"aggregation={name!r} is not allowed: expected one of {AGGREGATIONS}")
+    check(name in AGGREGATIONS, "aggregation", name, f"one of {AGGREGATIONS}")
     return name
 
 

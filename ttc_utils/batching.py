@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from .checks import check_int
+
 
 def length_batches(lengths: list[int], batch_size: int, weights: list[int] | None = None) -> list[list[int]]:
     """Indices sorted by length (ties by index), packed into batches of at most `batch_size` weight each.
@@ -18,8 +20,7 @@ def length_batches(lengths: list[int], batch_size: int, weights: list[int] | Non
     an index heavier than `batch_size` gets a batch of its own. With unit weights batches hold exactly
     `batch_size` indices, the last one the rest.
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r} is not allowed: expected an int >= 1")
+    check_int("batch_size", batch_size)
     weights = weights if weights is not None else [1] * len(lengths)
     batches, cur, size = [], [], 0
     for i in sorted(range(len(lengths)), key=lambda i: (lengths[i], i)):

@@ -32,6 +32,8 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .checks import fail
+
 META = "meta.json"
 
 
@@ -242,7 +244,7 @@ class Cache:
         reported (CacheCorruptionWarning naming its path) and computed again.
         """
         if num_chunks < 1:
-            raise ValueError(f"num_chunks={num_chunks} is not allowed: expected an int >= 1")
+            fail("num_chunks", num_chunks, "an int >= 1")
         folder = self.folder(name, params)
         write_json_atomic({"name": name, "params": params, "num_chunks": num_chunks}, folder / META)
         paths = [folder / f"chunk-{i:05d}.parquet" for i in range(num_chunks)]

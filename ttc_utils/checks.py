@@ -11,10 +11,18 @@ from __future__ import annotations
 import math
 
 
+def fail(name: str, value, allowed: str):
+    """Raise ValueError naming `name` and `value`; `allowed` says what is expected. numpy scalars are shown as plain
+    Python values (`3`, not `np.int64(3)`)."""
+    if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        value = value.item()
+    raise ValueError(f"{name}={value!r} is not allowed: expected {allowed}")
+
+
 def check(ok: bool, name: str, value, allowed: str) -> None:
     """Raise ValueError naming `name` and `value` unless `ok`; `allowed` says what is expected."""
     if not ok:
-        raise ValueError(f"{name}={value!r} is not allowed: expected {allowed}")
+        fail(name, value, allowed)
 
 
 def is_int(value) -> bool:

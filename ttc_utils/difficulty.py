@@ -13,22 +13,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-
-def _fail(name: str, value, allowed: str):
-    value = value.item() if isinstance(value, np.generic) else value
-    raise ValueError(f"{name}={value!r} is not allowed: expected {allowed}")
+from .checks import fail
 
 
 def _check_pass1(pass1) -> np.ndarray:
     if not isinstance(pass1, pd.Series):
-        _fail("pass1", type(pass1).__name__, "a pandas Series of pass@1 values indexed by qid")
+        fail("pass1", type(pass1).__name__, "a pandas Series of pass@1 values indexed by qid")
     if len(pass1) == 0:
-        _fail("pass1", "<empty>", "at least one question")
+        fail("pass1", "<empty>", "at least one question")
     if pass1.index.has_duplicates:
-        _fail("pass1.index", pass1.index[pass1.index.duplicated()][0], "unique qids")
+        fail("pass1.index", pass1.index[pass1.index.duplicated()][0], "unique qids")
     values = pd.to_numeric(pass1, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     if not np.isfinite(values).all():
-        _fail("pass1", pass1[~np.isfinite(values)].iloc[0], "finite numbers (no missing values)")
+        fail("pass1", pass1[~np.isfinite(values)].iloc[0], "finite numbers (no missing values)")
     return values
 
 
@@ -49,7 +46,7 @@ def oracle_bins(pass1: pd.Series, num_bins: int = 5) -> pd.Series:
     n = len(values)
     if not (isinstance(num_bins, (int, np.integer)) and not isinstance(num_bins, (bool, np.bool_))
             and 1 <= num_bins <= n):
-        _fail("num_bins", num_bins, f"an int in [1, {n}] (the number of questions)")
+        fail("num_bins", num_bins, f"an int in [1, {n}] (the number of questions)")
     # np.lexsort sorts by its last key first: pass@1 descending, then qid ascending.
     order = np.lexsort((pass1.index.astype(str).to_numpy(), -values))
     bins = np.empty(n, dtype=np.int64)
@@ -70,7 +67,7 @@ def bin_table(pass1: pd.Series, bins: pd.Series) -> pd.DataFrame:
     """
     values = _check_pass1(pass1)
     if not isinstance(bins, pd.Series) or not bins.index.sort_values().equals(pass1.index.sort_values()):
-        _fail("bins", type(bins).__name__, "a Series indexed by the same qids as pass1")
+        fail("bins", type(bins).__name__, "a Series indexed by the same qids as pass1")
     frame = pd.DataFrame({"bin": bins.reindex(pass1.index).to_numpy(), "pass1": values})
     table = frame.groupby("bin", sort=True)["pass1"].agg(
         questions="size", pass1_min="min", pass1_max="max", pass1_mean="mean")

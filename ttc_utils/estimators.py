@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .checks import fail
+
 # scipy >= 1.15 names the generator argument `rng`; older versions (the project allows >= 1.13) only
 # have `random_state`, which newer versions are phasing out.
 _BOOTSTRAP_RNG_KW = "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"
@@ -40,38 +42,34 @@ def _show(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _fail(name: str, value, allowed: str):
-    raise ValueError(f"{name}={_show(value)!r} is not allowed: expected {allowed}")
-
-
 def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def _check_int(name: str, value, lo: int = 1, hi: int | None = None, note: str = "") -> int:
     if not (_is_int(value) and value >= lo and (hi is None or value <= hi)):
-        _fail(name, value, (f"an int >= {lo}" if hi is None else f"an int in [{lo}, {hi}]") + note)
+        fail(name, value, (f"an int >= {lo}" if hi is None else f"an int in [{lo}, {hi}]") + note)
     return int(value)
 
 
 def _check_rng(rng) -> np.random.Generator:
     if not isinstance(rng, np.random.Generator):
-        _fail("rng", rng, "a numpy.random.Generator (e.g. numpy.random.default_rng(0))")
+        fail("rng", rng, "a numpy.random.Generator (e.g. numpy.random.default_rng(0))")
     return rng
 
 
 def _check_rule(rule) -> str:
     if rule not in RULES:
-        _fail("rule", rule, f"one of {sorted(RULES)}")
+        fail("rule", rule, f"one of {sorted(RULES)}")
     return rule
 
 
 def _check_budgets(budgets) -> list[int]:
     if isinstance(budgets, (str, bytes)) or not isinstance(budgets, Iterable):
-        _fail("budgets", budgets, "a non-empty list of ints >= 1")
+        fail("budgets", budgets, "a non-empty list of ints >= 1")
     budgets = list(budgets)
     if not budgets:
-        _fail("budgets", budgets, "a non-empty list of ints >= 1")
+        fail("budgets", budgets, "a non-empty list of ints >= 1")
     return [_check_int("budget", b) for b in budgets]
 
 
@@ -81,18 +79,18 @@ def _as_bool_array(name: str, values, length: int) -> np.ndarray:
         values = values.array
     if isinstance(values, pd.api.extensions.ExtensionArray):
         if values.isna().any():
-            _fail(name, "<contains NA>", "bool values (no missing entries)")
+            fail(name, "<contains NA>", "bool values (no missing entries)")
         values = values.to_numpy()
     arr = np.asarray(values)
     if arr.ndim != 1 or len(arr) != length:
-        _fail(f"{name}.shape", arr.shape, f"a 1-D array of length {length}, aligned with answers")
+        fail(f"{name}.shape", arr.shape, f"a 1-D array of length {length}, aligned with answers")
     if arr.dtype == bool:
         return arr
     if np.issubdtype(arr.dtype, np.number) and np.isin(arr, (0, 1)).all():
         return arr.astype(bool)
     if arr.dtype == object and all(isinstance(v, (bool, np.bool_, int, np.integer)) and v in (0, 1) for v in arr):
         return arr.astype(bool)
-    _fail(name, arr[:5].tolist(), "bool values (or 0/1)")
+    fail(name, arr[:5].tolist(), "bool values (or 0/1)")
 
 
 def _as_scores(name: str, scores, codes: np.ndarray) -> np.ndarray:
@@ -100,10 +98,10 @@ def _as_scores(name: str, scores, codes: np.ndarray) -> np.ndarray:
         scores = pd.Series(scores).to_numpy(dtype=float, na_value=np.nan)  # nullable Float64 NA -> NaN
     arr = np.asarray(scores, dtype=float)
     if arr.ndim != 1 or len(arr) != len(codes):
-        _fail(f"{name}.shape", arr.shape, f"a 1-D float array of length {len(codes)}, aligned with answers")
+        fail(f"{name}.shape", arr.shape, f"a 1-D float array of length {len(codes)}, aligned with answers")
     # A sample without an answer may lack a score (the verifier was never run on it); one with an answer may not.
     if np.isnan(arr[codes >= 0]).any():
-        _fail(name, "<NaN for a sample with an answer>", "a float score for every sample that has an answer")
+        fail(name, "<NaN for a sample with an answer>", "a float score for every sample that has an answer")
     return arr
 
 
@@ -114,13 +112,13 @@ def _as_scores(name: str, scores, codes: np.ndarray) -> np.ndarray:
 def _as_count_array(name: str, value) -> np.ndarray:
     arr = np.asarray(value)
     if arr.dtype == bool or arr.dtype == object:
-        _fail(name, value, "an int or an array of ints")
+        fail(name, value, "an int or an array of ints")
     if np.issubdtype(arr.dtype, np.floating):
         if not (np.isfinite(arr).all() and (arr == np.round(arr)).all()):
-            _fail(name, value, "an int or an array of ints")
+            fail(name, value, "an int or an array of ints")
         arr = arr.astype(np.int64)
     elif not np.issubdtype(arr.dtype, np.integer):
-        _fail(name, value, "an int or an array of ints")
+        fail(name, value, "an int or an array of ints")
     return arr
 
 
@@ -152,7 +150,7 @@ def pass_at_k(n, c, k):
             ("k", k_arr, (k_arr < 1) | (k_arr > n_arr), "an int with 1 <= k <= n")):
         if bad.any():
             i = np.flatnonzero(bad.ravel())[0]
-            _fail(name, arr.ravel()[i], f"{allowed} (got n={_show(n_arr.ravel()[i])})")
+            fail(name, arr.ravel()[i], f"{allowed} (got n={_show(n_arr.ravel()[i])})")
     if n_arr.ndim == 0:
         return _pass_at_k_one(int(n_arr), int(c_arr), int(k_arr))
     return np.vectorize(_pass_at_k_one, otypes=[float])(n_arr, c_arr, k_arr)
@@ -170,7 +168,7 @@ def _encode(answers) -> np.ndarray:
         # dtype=object keeps tuples and other hashables as single answers
         answers = pd.Series(list(answers), dtype=object).array
     if answers.ndim != 1:
-        _fail("answers.shape", answers.shape, "a 1-D array")
+        fail("answers.shape", answers.shape, "a 1-D array")
     codes, _ = pd.factorize(answers, use_na_sentinel=True)
     return codes.astype(np.int64)
 
@@ -207,7 +205,7 @@ def _make_pool(codes: np.ndarray, correct, scores) -> _Pool:
     answer_correct[codes[valid]] = correct[valid]
     # Grading is by answer, so disagreement here means `correct` is misaligned with `answers`.
     if not (answer_correct[codes[valid]] == correct[valid]).all():
-        _fail("correct", "<differs between samples with the same answer>",
+        fail("correct", "<differs between samples with the same answer>",
               "the same correctness for all samples that share an answer")
     return _Pool(codes, correct, answer_correct, None if scores is None else _as_scores("scores", scores, codes))
 
@@ -270,7 +268,7 @@ _NEEDS_SCORES = {"majority": False, "best_of_n": True, "best_of_n_weighted": Tru
 
 def _prepare(rule: str, answers, correct, scores) -> _Pool:
     if _NEEDS_SCORES[rule] and scores is None:
-        _fail("scores", None, f"a float array of verifier scores (rule {rule!r} needs them)")
+        fail("scores", None, f"a float array of verifier scores (rule {rule!r} needs them)")
     codes = _encode(answers)
     return _make_pool(codes, correct, scores if _NEEDS_SCORES[rule] else None)
 
@@ -393,13 +391,13 @@ def _question_rng(seed: int, qid) -> np.random.Generator:
 
 def _check_frame(name: str, df, columns: list[str]) -> None:
     if not isinstance(df, pd.DataFrame):
-        _fail(name, type(df).__name__, f"a pandas DataFrame with columns {columns}")
+        fail(name, type(df).__name__, f"a pandas DataFrame with columns {columns}")
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        _fail(f"{name}.columns", list(df.columns), f"columns {columns} (missing {missing})")
+        fail(f"{name}.columns", list(df.columns), f"columns {columns} (missing {missing})")
     # groupby would silently drop rows without a qid
     if "qid" in columns and df["qid"].isna().any():
-        _fail(f"{name}.qid", "<missing>", "a qid on every row")
+        fail(f"{name}.qid", "<missing>", "a qid on every row")
 
 
 def accuracy_curve(pool: pd.DataFrame, budgets, rule: str, num_subsets: int = 100, seed: int = 0,
@@ -423,7 +421,7 @@ def accuracy_curve(pool: pd.DataFrame, budgets, rule: str, num_subsets: int = 10
     num_subsets = _check_int("num_subsets", num_subsets)
     seed = _check_int("seed", seed, lo=0)
     if not isinstance(score_col, str):
-        _fail("score_col", score_col, "a column name (str)")
+        fail("score_col", score_col, "a column name (str)")
     _check_frame("pool", pool, ["qid", "answer", "correct"] + ([score_col] if _NEEDS_SCORES[rule] else []))
 
     codes = _encode(pool["answer"])  # once for the whole pool; each question renumbers its slice
@@ -485,9 +483,9 @@ def bootstrap_ci(per_question_values, confidence: float = 0.95, n_resamples: int
     """
     values = np.asarray(per_question_values, dtype=float)
     if values.ndim != 1 or len(values) == 0 or not np.isfinite(values).all():
-        _fail("per_question_values", values.tolist()[:5], "a non-empty 1-D array of finite numbers")
+        fail("per_question_values", values.tolist()[:5], "a non-empty 1-D array of finite numbers")
     if not (isinstance(confidence, (float, int, np.number)) and 0 < confidence < 1):
-        _fail("confidence", confidence, "a float in (0, 1)")
+        fail("confidence", confidence, "a float in (0, 1)")
     n_resamples = _check_int("n_resamples", n_resamples)
     seed = _check_int("seed", seed, lo=0)
     if values.min() == values.max():  # every resample has the same mean; scipy would warn and give NaN

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .cache import Cache, content_key
+from .checks import check_int
 from .policy import SamplingParams, derive_seed
 from .registry import Lazy, load_policy
 from .sampling import question_chunks, sample_problems
@@ -40,8 +41,7 @@ def mc_labels(cache: Cache, policy, task, problems: list, params: SamplingParams
     Identical prefixes of one question share their rollouts (they are the same random variable), and the R
     rollouts of one prefix share its prefill (`Policy.sample_shared`).
     """
-    if not (isinstance(rollouts, int) and rollouts >= 1):
-        raise ValueError(f"rollouts={rollouts!r} is not allowed: expected an int >= 1")
+    check_int("rollouts", rollouts)
     solutions = sample_problems(cache, policy, task, problems, params, seed, questions_per_chunk=questions_per_chunk,
                                 batch_size=batch_size, name="prm-solutions", progress=progress)
     by_qid = {p.qid: p for p in problems}

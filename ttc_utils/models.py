@@ -6,8 +6,6 @@ train on a laptop CPU. `load_causal_lm` loads any causal LM folder or hub id, so
 """
 from __future__ import annotations
 
-import os
-import re
 from dataclasses import dataclass
 
 import torch
@@ -62,30 +60,14 @@ def count_params(model: torch.nn.Module, non_embedding: bool = True) -> int:
     return total
 
 
-def check_model_path(name: str, path: str) -> str:
-    """Raise a clear error naming `name` unless `path` is a model folder or looks like a hub id ('org/model')."""
-    if not isinstance(path, str) or not path:
-        raise ValueError(f"{name}={path!r} is not allowed: expected a model folder or a hub id 'org/model'")
-    local = os.path.expanduser(path)
-    if os.path.isdir(local):
-        if not os.path.isfile(os.path.join(local, "config.json")):
-            raise FileNotFoundError(f"{name}={path!r}: the folder has no config.json (expected a folder "
-                                    f"written by save_pretrained)")
-        return path
-    is_hub_id = re.fullmatch(r"[\w.-]+/[\w.-]+", path) is not None and not path.startswith(".")
-    if not is_hub_id:
-        raise FileNotFoundError(f"{name}={path!r}: no such model folder (and not a hub id 'org/model')")
-    return path
-
-
 def torch_dtype(dtype: str | None):
     """torch dtype from its name ("float32", "bfloat16", "float16"); None keeps the checkpoint's own."""
     return None if dtype is None else getattr(torch, dtype)
 
 
 def load_causal_lm(path: str, device: str = "cpu", dtype: str | None = None, revision: str | None = None):
-    """(model, tokenizer) from a folder or hub id, in eval mode; the tokenizer pads on the left."""
-    check_model_path("model_path", path)
+    """(model, tokenizer) from a folder or hub id, in eval mode; the tokenizer pads on the left. Check the path
+    first with `ModelSpec.check()`, which names the parameter it came from."""
     tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:

@@ -20,6 +20,8 @@ from typing import Protocol
 
 import pandas as pd
 
+from .checks import check, check_int
+
 FINISH_REASONS = ("stop", "length")  # stop: eos or a stop string was produced; length: max_new_tokens hit
 SAMPLE_COLUMNS = ["prompt_index", "sample_index", "text", "num_tokens", "finish_reason"]
 
@@ -33,14 +35,11 @@ class SamplingParams:
     stop: tuple[str, ...] = ()  # stop strings, e.g. the task's step delimiter to stop at a step boundary
 
     def __post_init__(self):
-        if not isinstance(self.n, int) or self.n < 1:
-            raise ValueError(f"n={self.n!r} is not allowed: expected an int >= 1")
-        if not (self.temperature >= 0 and math.isfinite(self.temperature)):
-            raise ValueError(f"temperature={self.temperature!r} is not allowed: expected a finite float >= 0")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p={self.top_p!r} is not allowed: expected a float in (0, 1]")
-        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens={self.max_new_tokens!r} is not allowed: expected an int >= 1")
+        check_int("n", self.n)
+        check(self.temperature >= 0 and math.isfinite(self.temperature), "temperature", self.temperature,
+              "a finite float >= 0")
+        check(0 < self.top_p <= 1, "top_p", self.top_p, "a float in (0, 1]")
+        check_int("max_new_tokens", self.max_new_tokens)
 
 
 def derive_seed(*parts) -> int:

@@ -12,6 +12,7 @@ from dataclasses import asdict
 import pandas as pd
 
 from .cache import Cache, content_key
+from .checks import check, check_int, is_int
 from .policy import SamplingParams, derive_seed
 from .registry import Lazy, load_policy
 
@@ -22,10 +23,8 @@ def question_chunks(items: list, per_chunk: int) -> list[list]:
 
 
 def check_shard(shard, num_shards) -> None:
-    if not (isinstance(num_shards, int) and num_shards >= 1):
-        raise ValueError(f"num_shards={num_shards!r} is not allowed: expected an int >= 1")
-    if not (isinstance(shard, int) and 0 <= shard < num_shards):
-        raise ValueError(f"shard={shard!r} is not allowed: expected an int in [0, num_shards={num_shards})")
+    check_int("num_shards", num_shards)
+    check(is_int(shard) and 0 <= shard < num_shards, "shard", shard, f"an int in [0, num_shards={num_shards})")
 
 
 def sample_problems(cache: Cache, policy, task, problems: list, params: SamplingParams, seed: int,

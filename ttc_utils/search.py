@@ -31,6 +31,7 @@ import pandas as pd
 
 from .aggregation import aggregate, check_aggregation
 from .cache import Cache, content_key
+from .checks import check, check_choice, check_int
 from .estimators import select
 from .policy import SamplingParams, derive_seed
 from .registry import Lazy, load_policy, load_verifier
@@ -52,20 +53,15 @@ class SearchConfig:
     max_completion_tokens: int = 160  # a beam longer than this is finished (garbage that never answers)
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"method={self.method!r} is not allowed: expected one of {METHODS}")
+        check_choice("method", self.method, METHODS)
         for name in ("num_beams", "beam_width", "max_rounds", "max_step_tokens", "max_completion_tokens"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name}={v!r} is not allowed: expected an int >= 1")
-        if self.num_beams % self.beam_width:
-            raise ValueError(f"beam_width={self.beam_width!r} is not allowed with num_beams={self.num_beams}: "
-                             f"expected a divisor of num_beams")
-        if not isinstance(self.lookahead, int) or isinstance(self.lookahead, bool) or self.lookahead < 0:
-            raise ValueError(f"lookahead={self.lookahead!r} is not allowed: expected an int >= 0")
+            check_int(name, getattr(self, name))
+        check(self.num_beams % self.beam_width == 0, "beam_width", self.beam_width,
+              f"a divisor of num_beams={self.num_beams}")
+        check_int("lookahead", self.lookahead, lo=0)
         check_aggregation(self.aggregation)
-        if not (isinstance(self.temperature, (int, float)) and self.temperature >= 0):
-            raise ValueError(f"temperature={self.temperature!r} is not allowed: expected a float >= 0")
+        check(isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature >= 0,
+              "temperature", self.temperature, "a finite float >= 0")
 
     @property
     def subtrees(self) -> int:

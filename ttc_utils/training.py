@@ -18,7 +18,9 @@ import pandas as pd
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from .batching import left_pad
 from .cache import Cache
+from .checks import check_int, check_positive
 from .models import ModelSize, build_policy, count_params
 from .tokenizer import build_tokenizer
 from .world import WorldConfig, generate
@@ -37,11 +39,8 @@ class TrainConfig:
 
     def __post_init__(self):
         for name, lo in (("tokens", 1), ("batch_size", 1), ("max_len", 16)):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < lo:
-                raise ValueError(f"{name}={v!r} is not allowed: expected an int >= {lo}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate={self.learning_rate!r} is not allowed: expected a float > 0")
+            check_int(name, getattr(self, name), lo)
+        check_positive("learning_rate", self.learning_rate)
 
 
 class _Corpus(torch.utils.data.Dataset):
@@ -64,14 +63,11 @@ def collate_solution_loss(pad_id: int):
     noisy loss slows learning of the solution steps; every token is still processed (and counted in D).
     """
     def collate(items):
-        width = max(len(it["input_ids"]) for it in items)
-        ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-        labels = torch.full((len(items), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(items), width), dtype=torch.long)
+        ids, mask = left_pad([it["input_ids"] for it in items], pad_id)
+        labels = torch.full(ids.shape, -100, dtype=torch.long)
         for i, it in enumerate(items):
-            row, start = torch.tensor(it["input_ids"]), width - len(it["input_ids"])
-            ids[i, start:], mask[i, start:] = row, 1
-            labels[i, start + it["prompt_len"]:] = row[it["prompt_len"]:]
+            solution = ids.shape[1] - len(it["input_ids"]) + it["prompt_len"]  # the first solution token's column
+            labels[i, solution:] = ids[i, solution:]
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
     return collate
 

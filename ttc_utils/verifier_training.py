@@ -33,6 +33,7 @@ from transformers import (
 
 from .batching import right_pad
 from .cache import Cache, content_key
+from .checks import check, check_choice, check_int, check_positive
 from .models import count_params
 from .value_head import HEADS, fit_value_head, load_backbone, save_value_verifier, step_features
 from .verifier import encode_steps
@@ -57,19 +58,12 @@ class VerifierTrainConfig:
 
     def __post_init__(self):
         for name in ("batch_size", "max_epochs", "eval_every", "patience"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}={v!r} is not allowed: expected an int >= 1")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate={self.learning_rate!r} is not allowed: expected a float > 0")
-        if self.head not in HEADS:
-            raise ValueError(f"head={self.head!r} is not allowed: expected one of {HEADS}")
-        if self.label_tokens not in ("step_end", "all"):
-            raise ValueError(f"label_tokens={self.label_tokens!r} is not allowed: expected 'step_end' or 'all'")
-        if not isinstance(self.extra_layers, int) or self.extra_layers < 0:
-            raise ValueError(f"extra_layers={self.extra_layers!r} is not allowed: expected an int >= 0")
-        if not 0 < self.eval_fraction < 1:
-            raise ValueError(f"eval_fraction={self.eval_fraction!r} is not allowed: expected a float in (0, 1)")
+            check_int(name, getattr(self, name))
+        check_positive("learning_rate", self.learning_rate)
+        check_choice("head", self.head, HEADS)
+        check_choice("label_tokens", self.label_tokens, ("step_end", "all"))
+        check_int("extra_layers", self.extra_layers, lo=0)
+        check(0 < self.eval_fraction < 1, "eval_fraction", self.eval_fraction, "a float in (0, 1)")
 
 
 class _Steps(torch.utils.data.Dataset):
@@ -107,8 +101,7 @@ def soft_bce(outputs, labels, num_items_in_batch=None):
 
 def training_targets(labels: pd.DataFrame, kind: str) -> list[list[float]]:
     """PRM: the Monte Carlo soft labels; ORM: the final correctness at every step end."""
-    if kind not in KINDS:
-        raise ValueError(f"kind={kind!r} is not allowed: expected one of {KINDS}")
+    check_choice("kind", kind, KINDS)
     if kind == "prm":
         return [list(t) for t in labels.targets]
     return [[float(c)] * len(t) for c, t in zip(labels.correct, labels.targets)]

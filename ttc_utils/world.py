@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .checks import check
+
 OPS = "+-*"
 TEST_FRACTION = 0.1  # share of the question space that belongs to the test split
 _ANSWER_RE = re.compile(r"^A:(\d+)$")
@@ -42,21 +44,16 @@ class WorldConfig:
     ops: str = "+-*"  # the operation mix; each step draws one uniformly
 
     def __post_init__(self):
-        _check(isinstance(self.min_steps, int) and self.min_steps >= 1, "min_steps", self.min_steps, "an int >= 1")
-        _check(isinstance(self.max_steps, int) and self.max_steps >= self.min_steps, "max_steps", self.max_steps,
+        check(isinstance(self.min_steps, int) and self.min_steps >= 1, "min_steps", self.min_steps, "an int >= 1")
+        check(isinstance(self.max_steps, int) and self.max_steps >= self.min_steps, "max_steps", self.max_steps,
                f"an int >= min_steps ({self.min_steps})")
-        _check(isinstance(self.modulus, int) and self.modulus >= 2, "modulus", self.modulus, "an int >= 2")
-        _check(isinstance(self.max_operand, int) and self.max_operand >= 1, "max_operand", self.max_operand,
+        check(isinstance(self.modulus, int) and self.modulus >= 2, "modulus", self.modulus, "an int >= 2")
+        check(isinstance(self.max_operand, int) and self.max_operand >= 1, "max_operand", self.max_operand,
                "an int >= 1")
-        _check(isinstance(self.max_multiplier, int) and self.max_multiplier >= 2, "max_multiplier",
+        check(isinstance(self.max_multiplier, int) and self.max_multiplier >= 2, "max_multiplier",
                self.max_multiplier, "an int >= 2")
-        _check(isinstance(self.ops, str) and len(self.ops) > 0 and set(self.ops) <= set(OPS)
+        check(isinstance(self.ops, str) and len(self.ops) > 0 and set(self.ops) <= set(OPS)
                and len(set(self.ops)) == len(self.ops), "ops", self.ops, f"distinct characters from {OPS!r}")
-
-
-def _check(ok: bool, name: str, value, allowed: str):
-    if not ok:
-        raise ValueError(f"{name}={value!r} is not allowed: expected {allowed}")
 
 
 @dataclass(frozen=True)
@@ -135,8 +132,8 @@ def generate(cfg: WorldConfig, n: int, split: str, seed: int, unique: bool = Tru
     The number of steps is uniform over [min_steps, max_steps]. With `unique`, no question repeats
     (use it for test sets; pretraining data may repeat short questions, as any corpus does).
     """
-    _check(split in ("train", "test"), "split", split, "'train' or 'test'")
-    _check(isinstance(n, int) and n >= 0, "n", n, "an int >= 0")
+    check(split in ("train", "test"), "split", split, "'train' or 'test'")
+    check(isinstance(n, int) and n >= 0, "n", n, "an int >= 0")
     rng = np.random.default_rng([seed, 0 if split == "train" else 1])
     out, seen, tries = [], set(), 0
     while len(out) < n:

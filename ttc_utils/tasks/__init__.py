@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..checks import check_choice
 from .base import Task
 
 TASKS: dict[str, Callable[..., Task]] = {}
@@ -16,8 +17,7 @@ def register_task(name: str, factory: Callable[..., Task]) -> None:
 
 
 def get_task(name: str, **kwargs) -> Task:
-    if name not in TASKS:
-        raise ValueError(f"task={name!r} is not allowed: expected one of {sorted(TASKS)}")
+    check_choice("task", name, sorted(TASKS))
     return TASKS[name](**kwargs)
 
 
