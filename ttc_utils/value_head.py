@@ -1,7 +1,7 @@
 """A verifier that reads a frozen language model: a small value head over its state and its token likelihoods.
 
-Why not fine-tune the backbone under a scalar head (`verifier_training.train_verifier(..., head="finetune")`)? In this world
-checking a step *is* recomputing it: "2*3-8" is right after "7+5*3-8" iff 7+5 = 2 (mod 10). A causal LM
+Why not fine-tune the backbone under a scalar head (`verifier_training.train_verifier(..., head="finetune")`)?
+In this world checking a step *is* recomputing it: "2*3-8" is right after "7+5*3-8" iff 7+5 = 2 (mod 10). A causal LM
 computes that at the newline *before* the step, as its prediction of the step's first token; a head read at
 the step's end cannot see that prediction, and fine-tuning did not learn to recompute it (measured: ROC AUC
 0.74-0.77, within-question 0.52-0.57, even when trained on the world's true step labels). The model's
@@ -31,7 +31,8 @@ from .batching import length_batches, right_pad
 from .models import count_params, torch_dtype
 from .verifier import encode_steps, unique_pairs
 
-HEADS = ("likelihood", "finetune")  # the verifier recipes: this value head, or the fine-tuned backbone (token_verifier.py)
+# the verifier recipes: this value head, or the fine-tuned backbone (`token_verifier`)
+HEADS = ("likelihood", "finetune")
 HEAD_CONFIG = "value_head.json"
 HEAD_WEIGHTS = "value_head.safetensors"
 # the columns after the hidden state; "run_" ones cover steps 1..j, so the last step's cover the completion
