@@ -40,7 +40,7 @@ class OraclePolicy:
                     text = f"A:{done[-1]}\n"
                 if params.stop and params.stop[0] in text:
                     text = text[:text.index(params.stop[0]) + len(params.stop[0])]
-                rows.append((i, s, text, len(text), "stop"))
+                rows.append((i, s, text, len(text), "stop", len(p)))
         return pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
 
     sample_shared = sample

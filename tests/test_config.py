@@ -36,7 +36,8 @@ def test_default_profile_builds_a_valid_config():
     ("samples_per_question", 0), ("samples_per_question", -4),
     ("train_tokens", 0), ("num_test", -1), ("batch_size", 0),
     ("temperature", 0.0), ("temperature", math.inf), ("temperature", math.nan),
-    ("ladder_layers", [1]), ("ladder_hidden", [50, 64]),
+    ("ladder_layers", [1]), ("ladder_hidden", [50, 64]), ("head_size", 24), ("head_size", 0),
+    ("validity_seeds", []), ("validity_seeds", [0, 0]), ("validity_seeds", [-1]),
     ("max_steps", 0), ("ops", "+/"),
     ("learning_rate", -0.1),
     ("policy_path", "./no/such/model"),
@@ -87,9 +88,9 @@ def test_bad_search_parameter_is_a_clear_error_naming_it(name, value):
 def test_beam_width_and_lookahead_must_fit_the_largest_budget():
     with pytest.raises(ValueError, match="beam_width=16 .*max_budget=8"):
         PrmSearchNotebookConfig(max_budget=8, pool_size=16, beam_width=16)
-    with pytest.raises(ValueError, match=r"lookahead_steps=\[1, 7\] .*max_budget=4.*\[7\]"):
-        PrmSearchNotebookConfig(max_budget=4, lookahead_steps=[1, 7])
-    assert PrmSearchNotebookConfig(max_budget=8, lookahead_steps=[1, 3, 7]).lookahead_steps == [1, 3, 7]
+    with pytest.raises(ValueError, match=r"lookahead_steps=\[1, 7\] .*max_budget=16.*\[7\]"):
+        PrmSearchNotebookConfig(max_budget=16, pool_size=16, lookahead_steps=[1, 7])
+    assert PrmSearchNotebookConfig(max_budget=32, pool_size=32, lookahead_steps=[1, 3, 7]).lookahead_steps == [1, 3, 7]
 
 
 @pytest.mark.parametrize("name", ["data_dir", "figures_dir"])
@@ -254,9 +255,10 @@ def test_config_imports_no_stage():
     assert out.strip() == "[]"
 
 
-@pytest.mark.parametrize("lookahead_steps,max_budget", [([1, 3], 256), ([1, 3], 8), ([7], 8), ([1], 2)])
+@pytest.mark.parametrize("lookahead_steps,max_budget", [([1, 3], 256), ([1, 3], 16), ([7], 32), ([1], 8)])
 def test_search_plan_budgets_and_lookahead_costs(lookahead_steps, max_budget):
-    cfg = PrmSearchNotebookConfig(lookahead_steps=lookahead_steps, max_budget=max_budget, beam_width=2)
+    cfg = PrmSearchNotebookConfig(lookahead_steps=lookahead_steps, max_budget=max_budget, beam_width=2,
+                                  pool_size=max(256, max_budget))
     from ttc_utils.stages.prm_search import search_plan
 
     plan = search_plan(cfg)
@@ -269,4 +271,10 @@ def test_search_plan_budgets_and_lookahead_costs(lookahead_steps, max_budget):
     # every accepted lookahead depth is run at some budget (none is silently skipped)
     assert {s.search.lookahead for s in plan if s.method == "lookahead"} == set(lookahead_steps)
     labels = {s.label for s in plan}
-    assert {"beam M=sqrt N", "beam M=2", "DVTS M=2"} <= labels
+    assert {"beam M=sqrt N", "beam M=2", "DVTS M=2", "beam M=2, same-size PRM"} <= labels
+    assert all(s.x >= 2 for s in plan)  # budget 1 is one plain sample, never a search
+    for s in plan:  # M = sqrt N only where N is a square: never a rounded copy of another setting
+        if "sqrt" in s.label:
+            assert s.search.beam_width ** 2 == s.search.num_beams
+    keys = [(s.label, s.x) for s in plan]
+    assert len(keys) == len(set(keys))  # one point per setting and budget

@@ -16,6 +16,7 @@ LAYERS = [
     {"transformers_policy", "token_verifier", "value_head", "registry", "training"},
     {"sampling", "labels", "verifier_training", "scoring", "search", "evaluation", "verifier_quality"},
     {"results", "findings"},
+    {"validity"},
     {"config"},
     {"stages", "stages.common", "stages.world", "stages.pool", "stages.prm_search"},
     {"run", "figure_diff"},

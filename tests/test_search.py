@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from ttc_utils.aggregation import aggregate
-from ttc_utils.search import SearchConfig, search, sqrt_width
+from ttc_utils.policy import SAMPLE_COLUMNS
+from ttc_utils.search import SearchConfig, search
 from ttc_utils.tasks.arithmetic import ArithmeticTask
 
 TASK = ArithmeticTask()  # its prompt is the problem's `prompt`, its answers the 'A:' line
@@ -44,8 +45,8 @@ class FakePolicy:
                 else:
                     step = f"A:{sum('-a-' in d for d in done) % 10}\n"
                 self.tokens[q] += len(step)
-                rows.append((i, s, step, len(step), "stop"))
-        return pd.DataFrame(rows, columns=["prompt_index", "sample_index", "text", "num_tokens", "finish_reason"])
+                rows.append((i, s, step, len(step), "stop", len(p)))
+        return pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
 
     sample_shared = sample
 
@@ -202,12 +203,6 @@ def test_same_seed_same_search():
 def test_bad_search_settings_name_the_parameter(kwargs, name):
     with pytest.raises(ValueError, match=name):
         SearchConfig(**kwargs)
-
-
-def test_sqrt_width_divides_n():
-    for n in (1, 2, 4, 8, 16, 32, 64, 128, 256):
-        m = sqrt_width(n)
-        assert n % m == 0 and m * m in (n, 2 * n)
 
 
 def test_run_search_is_cached_per_chunk_and_resumes(tiny_policy_dir, tiny_verifier_dir, tmp_path, monkeypatch):

@@ -39,7 +39,7 @@ from .world import WorldConfig, max_problem_tokens
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 PARAMS_DIR = NOTEBOOKS_DIR / "params"
-ACCOUNTINGS = ("arxiv", "iclr")  # arxiv v1: verifier calls are free; ICLR 2025: each costs one generation
+ACCOUNTINGS = ("arxiv", "iclr")  # arxiv v1: verifier calls are free; ICLR 2025: each call made costs one generation
 # Names IPython itself puts in a notebook's namespace (names starting with "_" are skipped too).
 IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
 LITERAL_TYPES = (str, int, float, bool, list, dict, tuple, type(None))
@@ -99,6 +99,8 @@ class WorldSection:
     max_operand: int = 9  # largest operand of + and -
     max_multiplier: int = 9  # largest operand of *
     ops: str = "+-*"  # operation mix, one drawn uniformly per step
+    coprime_multipliers: bool = False  # multipliers coprime to the modulus only (no lucky right answers)
+    answer_trace: bool = False  # the answer line lists every intermediate value (no lucky right answers)
 
     def check(self):
         world = self.world()  # WorldConfig checks each field and names it
@@ -115,17 +117,19 @@ class WorldSection:
 
     def world(self) -> WorldConfig:
         return WorldConfig(min_steps=self.min_steps, max_steps=self.max_steps, modulus=self.modulus,
-                           max_operand=self.max_operand, max_multiplier=self.max_multiplier, ops=self.ops)
+                           max_operand=self.max_operand, max_multiplier=self.max_multiplier, ops=self.ops,
+                           coprime_multipliers=self.coprime_multipliers, answer_trace=self.answer_trace)
 
 
 @dataclass(frozen=True)
 class LadderSection:
     """The policy ladder: transformers of growing size pretrained on the same tokens of the world."""
-    ladder_hidden: list = field(default_factory=lambda: [64, 96, 128, 192])  # width of each rung (multiples of 16)
+    ladder_hidden: list = field(default_factory=lambda: [64, 96, 128, 192])  # width of each rung (of head_size)
     ladder_layers: list = field(default_factory=lambda: [3, 4, 5, 5])  # depth of each rung
     train_tokens: int = 1_900_000  # pretraining tokens every rung sees
     batch_size: int = 32  # problems per optimizer step
-    learning_rate: float = 1e-3  # AdamW learning rate of the ladder (constant after warm-up)
+    head_size: int = 16  # attention head width of every rung; vLLM's CPU attention needs 32, 64, 80, 96, ...
+    learning_rate: float = 1e-3  # AdamW learning rate of every rung (constant after warm-up, then a cool-down)
 
     def check(self):
         check(isinstance(self.ladder_hidden, list) and len(self.ladder_hidden) >= 2
@@ -136,11 +140,14 @@ class LadderSection:
               "ladder_layers", self.ladder_layers, f"a list of {len(self.ladder_hidden)} ints >= 1 (one per rung)")
         check_int("train_tokens", self.train_tokens)
         check_int("batch_size", self.batch_size)
+        divides = is_int(self.head_size) and self.head_size >= 8 and all(h % self.head_size == 0
+                                                                          for h in self.ladder_hidden)
+        check(divides, "head_size", self.head_size,
+              f"an int >= 8 that divides every width of ladder_hidden={self.ladder_hidden}")
         check_positive("learning_rate", self.learning_rate)
 
     def sizes(self) -> list[ModelSize]:
-        # 16-wide heads, as in the measured base (width 64, 4 heads)
-        return [ModelSize(h, n, h // 16) for h, n in zip(self.ladder_hidden, self.ladder_layers)]
+        return [ModelSize(h, n, h // self.head_size) for h, n in zip(self.ladder_hidden, self.ladder_layers)]
 
 
 @dataclass(frozen=True)
@@ -176,6 +183,18 @@ class Pass1Section:
 
     def check(self):
         check_int("samples_per_question", self.samples_per_question)
+
+
+@dataclass(frozen=True)
+class ValiditySection:
+    """The world's validity criteria (`validity`), measured on several seeds (notebook 00)."""
+    validity_seeds: list = field(default_factory=lambda: [0, 1, 2])  # seeds whose world and ladder are measured
+
+    def check(self):
+        check(isinstance(self.validity_seeds, list) and len(self.validity_seeds) >= 1
+              and all(is_int(x) and x >= 0 for x in self.validity_seeds)
+              and len(set(self.validity_seeds)) == len(self.validity_seeds),
+              "validity_seeds", self.validity_seeds, "a non-empty list of distinct ints >= 0")
 
 
 @dataclass(frozen=True)
@@ -244,9 +263,9 @@ class SearchSection:
     max_budget: int = 256  # largest search budget, a power of two (budgets 1, 2, 4 ... max_budget)
     beam_width: int = 4  # the fixed beam width M, a power of two; the other setting is M of about sqrt N
     lookahead_steps: list = field(default_factory=lambda: [1, 3])  # lookahead depths k; each costs N(k+1)
-    search_seeds: int = 1  # independent runs of every search setting
+    search_seeds: int = 3  # independent runs of every search setting (findings average each question over them)
     max_rounds: int = 40  # beam-search rounds before every beam counts as finished (the paper: 40)
-    accounting: str = "arxiv"  # arxiv: verifier calls are free; iclr: each verifier call costs one generation
+    accounting: str = "arxiv"  # arxiv: verifier calls are free; iclr: each verifier call made costs one generation
 
     def check(self):
         check_choice("aggregation", self.aggregation, AGGREGATIONS)
@@ -265,7 +284,8 @@ class SearchSection:
         return powers_of_two(self.max_budget)
 
 
-SECTIONS = (RunSection, WorldSection, LadderSection, TestSection, SamplingSection, Pass1Section, PoolSection,
+SECTIONS = (RunSection, WorldSection, LadderSection, TestSection, SamplingSection, Pass1Section, ValiditySection,
+            PoolSection,
             LadderEvalSection, ShardSection, PrmSection, SearchSection)
 
 
@@ -298,11 +318,11 @@ def _rung_exists(c):
 
 
 def _lookahead_affordable(c):
-    # a k-step lookahead setting spends N(k+1) generations, so at budget 2^i it runs at N = 2^i / (k+1), which
-    # must be a power of two: k+1 must be a power of two <= max_budget, or the setting never runs at all
-    never = [k for k in c.lookahead_steps if not (is_power_of_two(k + 1) and k + 1 <= c.max_budget)]
+    # a k-step lookahead setting spends N(k+1) generations, so at budget 2^i it runs at N = 2^i / (k+1): k+1 must be
+    # a power of two, and the smallest square N with M = sqrt N (N = 4) must fit, or the setting never runs at all
+    never = [k for k in c.lookahead_steps if not (is_power_of_two(k + 1) and 4 * (k + 1) <= c.max_budget)]
     check(not never, "lookahead_steps", c.lookahead_steps,
-          f"depths k with k+1 a power of two <= max_budget={c.max_budget} (k = 1, 3, 7, ...); "
+          f"depths k with k+1 a power of two and 4(k+1) <= max_budget={c.max_budget} (k = 1, 3, 7, ...); "
           f"no budget affords k in {never}")
 
 
@@ -369,7 +389,7 @@ class NotebookConfig:
 
 @dataclass(frozen=True, repr=False)
 class WorldNotebookConfig(NotebookConfig, RunSection, WorldSection, LadderSection, TestSection, SamplingSection,
-                          Pass1Section):
+                          Pass1Section, ValiditySection):
     """Parameters of notebooks/00_world.ipynb (the world, the policy ladder, the base policy's pass@1)."""
 
 

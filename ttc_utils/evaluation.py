@@ -16,7 +16,8 @@ from .sampling import sample_problems
 
 BUCKET_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 # what `sampling.sample_problems` writes besides the task's features
-SAMPLE_TABLE_COLUMNS = {"qid", "sample_index", "text", "num_tokens", "finish_reason", "answer", "correct", "seed"}
+SAMPLE_TABLE_COLUMNS = {"qid", "sample_index", "text", "num_tokens", "prompt_tokens", "finish_reason", "answer",
+                        "correct", "seed"}
 
 
 def pass1_per_question(samples: pd.DataFrame) -> pd.DataFrame:

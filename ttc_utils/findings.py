@@ -1,75 +1,146 @@
-"""Which of the paper's search findings hold here (notebook 02): a table read from the results table's summaries.
+"""Deciding the paper's findings: paired comparisons on the same questions, with a bootstrap CI and a verdict.
 
-Each row names the paper's finding, the numbers measured here, and whether they point the paper's way.
-(Deciding findings by paired bootstrap CIs over questions and seeds is the next step; until then this reads the
-point estimates, and says so in the notebook.)
+A finding is a claim that one arm beats another: "beam search beats best-of-N weighted at N=4". An `Arm` picks rows
+of the one results table (`results.RESULT_COLUMNS`: method, setting, budget, seed, qid, bin, correct, ...); each
+question's value is its accuracy averaged over the arm's seeds. A `Claim` is a difference of two arms on the questions
+both have, or a difference of two such differences ("the gap grows with N", "helps hard questions more"). The
+statistic is the mean over questions; its 95% CI is a bootstrap over questions (scipy.stats.bootstrap, 10,000
+resamples; paired, so a question's arms are resampled together). The verdict:
 
-    table = prm_search_findings(fig3, fig3b, selection, quality, drops, beam_width=4, aggregation="last",
-                                pool_size=256, shown=[4, 16, 64, 256], lookahead_labels=["1-step lookahead M=sqrt N"])
+    holds           the CI lies above +margin (the paper's direction)
+    fails           the CI lies below -margin
+    inconclusive    neither
+    uninformative   every arm at floor (all 0) or ceiling (all 1), or fewer than 10 questions where the arms differ
+
+    claim = Claim("beam search beats best-of-N weighted at N=4",
+                  Arm(setting="beam M=4", budget=4), Arm(setting="best-of-N weighted", budget=4))
+    decide(rows, [claim])      # finding, difference, low, high, verdict, questions, differing, arms
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-FINDING_COLUMNS = ["paper's finding", "here", "holds"]
+from .checks import check, check_int
+
+VERDICTS = ("holds", "fails", "inconclusive", "uninformative")
+FINDING_COLUMNS = ["finding", "difference", "low", "high", "verdict", "questions", "differing", "arms"]
+MIN_DIFFERING = 10  # fewer questions where the arms differ than this and a CI says nothing
 
 
-def prm_search_findings(fig3: pd.DataFrame, fig3b: pd.DataFrame, selection: pd.DataFrame, quality: pd.DataFrame,
-                        drops: pd.DataFrame, beam_width: int, aggregation: str, pool_size: int,
-                        shown: list[int], lookahead_labels: list[str], easy=(1, 2), hard=(3, 4)) -> pd.DataFrame:
-    """`fig3`: search and baseline curves (budget, accuracy, label); `fig3b`: per-bin curves (label, bin, budget,
-    accuracy); `selection`: pool selection curves (method, budget, accuracy, low, high); `quality`: verifier
-    quality rows (verifier, score, roc_auc, within_question_auc); `drops`: `verifier_quality.first_error_drops`;
-    `lookahead_labels`: the lookahead settings with M = sqrt N, in the order the table lists them."""
-    acc = fig3.set_index(["label", "budget"]).accuracy
-    bw, top = f"beam M={beam_width}", max(shown)
-    small = min(b for b in shown if b >= 4)
-    la = lookahead_labels
-    per_bin = fig3b.set_index(["label", "bin", "budget"]).accuracy
-    n64 = min(64, pool_size)
-    s64 = selection.set_index(["method", "budget"])
+@dataclass(frozen=True)
+class Arm:
+    """Rows of the results table: equality on each given column (a tuple or list means "one of")."""
+    setting: str | None = None
+    budget: int | None = None
+    method: str | None = None
+    bin: tuple | None = None  # difficulty bins, e.g. (1, 2)
+    where: dict = field(default_factory=dict)  # any other column -> value(s)
 
-    def gap(a, b, budget):
-        return acc.get((a, budget), np.nan) - acc.get((b, budget), np.nan)
+    def conditions(self) -> dict:
+        out = {k: v for k, v in (("setting", self.setting), ("budget", self.budget), ("method", self.method),
+                                 ("bin", self.bin)) if v is not None}
+        return {**out, **self.where}
 
-    def bin_gap(budget, bins_):
-        return np.nanmean([per_bin.get((bw, b, budget), np.nan)
-                           - per_bin.get(("best-of-N weighted", b, budget), np.nan) for b in bins_])
+    def label(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.conditions().items())
 
-    def sel(method, budget):
-        return s64.accuracy[(method, budget)]
+    def per_question(self, rows: pd.DataFrame) -> pd.Series:
+        """Each selected question's accuracy averaged over its seeds (and any other rows the arm selects)."""
+        mask = np.ones(len(rows), dtype=bool)
+        for col, value in self.conditions().items():
+            check(col in rows.columns, "arm", self.label(), f"columns of the results table ({list(rows.columns)})")
+            values = list(value) if isinstance(value, (list, tuple, set)) else [value]
+            mask &= rows[col].isin(values).to_numpy()
+        return rows[mask].groupby("qid").correct.mean()
 
-    def band(method, budget):
-        return f"{sel(method, budget):.3f} [{s64.low[(method, budget)]:.3f}, {s64.high[(method, budget)]:.3f}]"
 
-    prm_auc = quality.set_index(["verifier", "score"]).loc[("PRM", aggregation)]
-    bon_gap = (gap(bw, "best-of-N weighted", small), gap(bw, "best-of-N weighted", top))
-    prm_orm = (sel("PRM last", 4) - sel("ORM", 4), sel("PRM last", pool_size) - sel("ORM", pool_size))
-    rows = [
-        (f"the PRM is a real verifier: ROC AUC of its {aggregation!r} score >= 0.8 (acceptance)",
-         f"{prm_auc.roc_auc:.3f} (within-question {prm_auc.within_question_auc:.3f})", prm_auc.roc_auc >= 0.8),
-        ("its step score falls at the first wrong step more often than not (acceptance)",
-         f"{drops['drop'].mean():.1%} of {len(drops):,} solutions", drops["drop"].mean() > 0.5),
-        (f"PRM best-of-N weighted beats majority at N={n64} (acceptance: N=64)",
-         f"{band('PRM last', n64)} vs {band('majority', n64)}", sel("PRM last", n64) > sel("majority", n64)),
-        (f"beam search beats best-of-N weighted at a small budget (N={small})",
-         f"{bw}: {bon_gap[0]:+.3f}", bon_gap[0] > 0),
-        (f"beam search's edge shrinks at a large budget (N={top})",
-         f"{bon_gap[1]:+.3f} vs {bon_gap[0]:+.3f} at N={small}", bon_gap[1] < bon_gap[0]),
-        (f"lookahead search underperforms beam search at the same budget (N={top})",
-         "; ".join(f"{label}: {gap(label, 'beam M=sqrt N', top):+.3f}" for label in la),
-         all(gap(label, "beam M=sqrt N", top) < 0 for label in la)),
-        (f"at N={top} beam search helps hard questions more than easy ones (bins 3-4 vs 1-2)",
-         f"beam − best-of-N weighted: bins 3-4 {bin_gap(top, hard):+.3f}, bins 1-2 {bin_gap(top, easy):+.3f}",
-         bin_gap(top, hard) > bin_gap(top, easy)),
-        (f"PRM beats ORM in best-of-N weighted, more so at large N (N=4 vs N={pool_size})",
-         f"{prm_orm[0]:+.3f} vs {prm_orm[1]:+.3f}", prm_orm[1] > prm_orm[0]),
-        (f"'last' aggregation is at least as good as min and prod (N={n64})",
-         ", ".join(f"{h} {sel(f'PRM {h}', n64):.3f}" for h in ("last", "min", "prod")),
-         sel("PRM last", n64) >= max(sel("PRM min", n64), sel("PRM prod", n64))),
-        (f"best-of-N weighted beats plain best-of-N with the PRM (N={n64})",
-         f"{sel('PRM last', n64):.3f} vs {sel('PRM best-of-N', n64):.3f}",
-         sel("PRM last", n64) > sel("PRM best-of-N", n64)),
-    ]
-    return pd.DataFrame(rows, columns=FINDING_COLUMNS).astype({"holds": bool})
+@dataclass(frozen=True)
+class Claim:
+    """`better` minus `worse` > 0; with `then`, (better - worse) minus (then's better - then's worse) > 0.
+
+    `then` states what the first difference is compared with: "beam's edge is larger at N=4 than at N=256" is
+    Claim(edge at 4: beam4, bon4, then=(beam256, bon256)). When both differences are on the same questions the
+    comparison is paired; on disjoint questions (easy vs hard bins) each side is resampled on its own.
+    """
+    finding: str
+    better: Arm
+    worse: Arm
+    then: tuple[Arm, Arm] | None = None
+    margin: float = 0.0  # the smallest difference that counts (accuracy points, e.g. 0.01)
+
+
+def paired(rows: pd.DataFrame, better: Arm, worse: Arm) -> pd.DataFrame:
+    """Per question both arms have: a (better's accuracy), b (worse's), d = a - b."""
+    a, b = better.per_question(rows), worse.per_question(rows)
+    both = a.index.intersection(b.index)
+    return pd.DataFrame({"a": a[both], "b": b[both], "d": a[both] - b[both]})
+
+
+def _at_bound(p: pd.DataFrame) -> bool:
+    values = np.concatenate([p.a.to_numpy(), p.b.to_numpy()])
+    return len(values) == 0 or bool(np.all(values == 0) or np.all(values == 1))
+
+
+def _ci(samples: list[np.ndarray], statistic, resamples: int, seed: int, paired_: bool) -> tuple[float, float]:
+    if any(len(s) < 2 for s in samples) or all(np.all(s == s[0]) for s in samples):
+        est = statistic(*samples)
+        return est, est  # nothing varies: the CI is the point (and the verdict comes from `differing`)
+    res = stats.bootstrap(tuple(samples), statistic, n_resamples=resamples, confidence_level=0.95,
+                          method="percentile", paired=paired_, vectorized=True, axis=-1,
+                          random_state=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def verdict(low: float, high: float, margin: float, informative: bool) -> str:
+    if not informative:
+        return "uninformative"
+    if low > margin:
+        return "holds"
+    if high < -margin:
+        return "fails"
+    return "inconclusive"
+
+
+def decide_claim(rows: pd.DataFrame, claim: Claim, resamples: int = 10_000, seed: int = 0) -> dict:
+    """One claim's row: finding, difference (the statistic), low, high, verdict, questions, differing, arms."""
+    check_int("resamples", resamples, lo=100)
+    first = paired(rows, claim.better, claim.worse)
+    arms = [claim.better, claim.worse]
+    if claim.then is None:
+        diff = first.d.to_numpy()
+        est, (low, high) = float(diff.mean()) if len(diff) else np.nan, _ci(
+            [diff], lambda x, axis=-1: x.mean(axis=axis), resamples, seed, True) if len(diff) else (np.nan, np.nan)
+        questions, differing = len(first), int((first.d != 0).sum())
+        bounded = _at_bound(first)
+    else:
+        second = paired(rows, *claim.then)
+        arms += list(claim.then)
+        common = first.index.intersection(second.index)
+        if len(common) == len(first) == len(second) and len(common) > 0:  # same questions: paired
+            diff = (first.d - second.d[first.index]).to_numpy()
+            samples, is_paired = [diff], True
+            statistic = lambda x, axis=-1: x.mean(axis=axis)  # noqa: E731
+            differing = int((diff != 0).sum())
+        else:  # disjoint (or partly shared) questions: each side resampled on its own
+            samples, is_paired = [first.d.to_numpy(), second.d.to_numpy()], False
+            statistic = lambda x, y, axis=-1: x.mean(axis=axis) - y.mean(axis=axis)  # noqa: E731
+            differing = int((first.d != 0).sum() + (second.d != 0).sum())
+        ok = all(len(s) > 0 for s in samples)
+        est = float(statistic(*samples)) if ok else np.nan
+        low, high = _ci(samples, statistic, resamples, seed, is_paired) if ok else (np.nan, np.nan)
+        questions = len(first.index.union(second.index))
+        bounded = _at_bound(first) and _at_bound(second)
+    informative = questions > 0 and not bounded and differing >= MIN_DIFFERING
+    return {"finding": claim.finding, "difference": est, "low": low, "high": high,
+            "verdict": verdict(low, high, claim.margin, informative), "questions": questions,
+            "differing": differing, "arms": " − ".join(a.label() for a in arms[:2])
+            + ("" if claim.then is None else " minus (" + " − ".join(a.label() for a in arms[2:]) + ")")}
+
+
+def decide(rows: pd.DataFrame, claims: list[Claim], resamples: int = 10_000, seed: int = 0) -> pd.DataFrame:
+    """The findings table (FINDING_COLUMNS): one row per claim, decided on `rows` (the results table)."""
+    return pd.DataFrame([decide_claim(rows, c, resamples, seed) for c in claims], columns=FINDING_COLUMNS)

@@ -80,15 +80,18 @@ def save_numbers(name: str, data, figures_dir: str | Path = "figures") -> Path:
     return out / f"{name}.json"
 
 
-def curve_panel(ax, summary: pd.DataFrame, key: str, names: list[str], colors: dict, dashed=()) -> None:
-    """One accuracy-vs-budget line with its band per name (rows of `summary` whose `key` column is that name)."""
+def curve_panel(ax, summary: pd.DataFrame, key: str, names: list[str], colors: dict, dashed=(), x: str = "budget"
+                ) -> None:
+    """One accuracy-vs-`x` line with its band per name (rows of `summary` whose `key` column is that name); `x` is
+    the budget or a measured `cost` column (`results.accounted`)."""
     for name in names:
-        g = summary[summary[key] == name]
-        ax.plot(g.budget, g.accuracy, marker="o", ms=3, color=colors[name], label=name,
+        g = summary[summary[key] == name].sort_values(x)
+        ax.plot(g[x], g.accuracy, marker="o", ms=3, color=colors[name], label=name,
                 ls="--" if name in dashed else "-")
-        ax.fill_between(g.budget, g.low, g.high, color=colors[name], alpha=0.15)
-    ax.set_xscale("log", base=2)
-    ax.set(xlabel="generation budget N", ylabel="accuracy")
+        ax.fill_between(g[x], g.low, g.high, color=colors[name], alpha=0.15)
+    # generations (and generations + calls) read best in doublings; FLOPs span decades
+    ax.set_xscale("log", base=2 if summary[x].max() < 1e5 else 10)
+    ax.set(xlabel="generation budget N" if x == "budget" else x, ylabel="accuracy")
     ax.legend(fontsize=8)
 
 

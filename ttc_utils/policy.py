@@ -23,7 +23,8 @@ import pandas as pd
 from .checks import check, check_int
 
 FINISH_REASONS = ("stop", "length")  # stop: eos or a stop string was produced; length: max_new_tokens hit
-SAMPLE_COLUMNS = ["prompt_index", "sample_index", "text", "num_tokens", "finish_reason"]
+# num_tokens: the completion's tokens (decode); prompt_tokens: the prompt's tokens as the policy read it (prefill)
+SAMPLE_COLUMNS = ["prompt_index", "sample_index", "text", "num_tokens", "finish_reason", "prompt_tokens"]
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,7 @@ def grade_samples(task, df: pd.DataFrame, problems: list) -> pd.DataFrame:
         sample_index=df["sample_index"].to_numpy(),
         text=df["text"].to_numpy(),
         num_tokens=df["num_tokens"].to_numpy(),
+        prompt_tokens=df["prompt_tokens"].to_numpy(),
         finish_reason=df["finish_reason"].to_numpy(),
         answer=pd.array([answer_text(task.extract_answer(t)) for t in df["text"]], dtype=object),
         correct=[task.is_correct(q, t) for q, t in zip(p, df["text"])],

@@ -12,8 +12,10 @@ candidate pool per question and subtree:
   expanded r times in all (M each when nothing has finished: N/M beams kept, M expansions each);
 - the N finished candidates are then reduced to one answer by best-of-N weighted.
 
-Costs are measured, not assumed: policy tokens (sampled steps and rollouts), verifier tokens and verifier calls
-(one per scored candidate), sampled steps, rollout steps, and generations as the paper counts them, N·(k+1).
+Costs are measured, not assumed: policy tokens (sampled steps and rollouts: decode), prefill tokens (each distinct
+prompt the policy read per call, once: the shared-prefill sampler reads a kept beam once for its M expansions),
+verifier tokens and verifier calls (one per scored candidate, every round), sampled steps, rollout steps, and
+generations as the paper counts them, N·(k+1).
 The task says where a step ends (its delimiter is the stop string) and which step is final.
 
     cfg = SearchConfig(method="beam", num_beams=16, beam_width=4, lookahead=0)
@@ -73,11 +75,6 @@ class SearchConfig:
         return self.num_beams * (self.lookahead + 1)
 
 
-def sqrt_width(num_beams: int) -> int:
-    """The paper's M = √N for a power of two N that is not a square: 2^ceil(log2(N)/2) (a divisor of N)."""
-    return 2 ** math.ceil(math.log2(num_beams) / 2)
-
-
 @dataclass
 class Beam:
     text: str  # the completion so far (steps joined with their newlines)
@@ -92,8 +89,19 @@ class _Question:
     problem: object  # a task's problem
     beams: list[Beam] = field(default_factory=list)  # this round's candidates
     finished: list[Beam] = field(default_factory=list)
-    costs: dict = field(default_factory=lambda: {"policy_tokens": 0, "verifier_tokens": 0, "verifier_calls": 0,
-                                                  "step_samples": 0, "rollout_steps": 0, "rounds": 0})
+    costs: dict = field(default_factory=lambda: {"policy_tokens": 0, "prefill_tokens": 0, "verifier_tokens": 0,
+                                                  "verifier_calls": 0, "step_samples": 0, "rollout_steps": 0,
+                                                  "rounds": 0})
+
+
+def _count_prefill_shared(questions: list, prompts: list[str], out: pd.DataFrame) -> None:
+    """Add each distinct prompt's tokens once (as the shared-prefill sampler reads it) to the question that sent it
+    (`questions[i]` sent `prompts[i]`, `out`'s prompt i)."""
+    seen = set()
+    for i, n in zip(out.prompt_index, out.prompt_tokens):
+        if prompts[i] not in seen:
+            seen.add(prompts[i])
+            questions[i].costs["prefill_tokens"] += int(n)
 
 
 def _is_final(task, step: str, reason: str) -> bool:
@@ -118,8 +126,9 @@ def search(policy, verifier, task, problems: list, cfg: SearchConfig, seed: int)
         if not expansions:
             break
         jobs = [(q, parent) for q, parent, count in expansions for _ in range(count)]
-        out = policy.sample_shared([task.prompt(q.problem) + parent.text for q, parent in jobs], step_params,
-                                   seed=derive_seed(seed, "round", rnd))
+        prompts = [task.prompt(q.problem) + parent.text for q, parent in jobs]
+        out = policy.sample_shared(prompts, step_params, seed=derive_seed(seed, "round", rnd))
+        _count_prefill_shared([q for q, _ in jobs], prompts, out)
         last_round = rnd == cfg.max_rounds - 1
         new: list[tuple[_Question, Beam]] = []
         for (q, parent), step, n_tok, reason in zip(jobs, out.text, out.num_tokens, out.finish_reason):
@@ -145,7 +154,9 @@ def _score(policy, verifier, task, new: list[tuple[_Question, Beam]], cfg: Searc
             todo = [i for i in open_ if not done[i]]
             if not todo:
                 break
-            out = policy.sample_shared([task.prompt(new[i][0].problem) + paths[i] for i in todo], greedy, seed=0)
+            prompts = [task.prompt(new[i][0].problem) + paths[i] for i in todo]
+            out = policy.sample_shared(prompts, greedy, seed=0)
+            _count_prefill_shared([new[i][0] for i in todo], prompts, out)
             for i, step, n_tok, reason in zip(todo, out.text, out.num_tokens, out.finish_reason):
                 new[i][0].costs["policy_tokens"] += int(n_tok)
                 new[i][0].costs["rollout_steps"] += 1
@@ -201,7 +212,8 @@ def run_search(cache: Cache, policy, verifier, task, problems: list, cfg: Search
     """`search` on every problem with the `ModelSpec`s `policy` and `verifier`, cached in chunks of questions
     (about `sequences_per_chunk` beams each), so a killed run resumes at the last unfinished chunk. One row per
     question: correct (best-of-N weighted over the finished candidates), candidates, answers, scores,
-    policy_tokens, verifier_tokens, verifier_calls, step_samples, rollout_steps, rounds, generations."""
+    policy_tokens, prefill_tokens, verifier_tokens, verifier_calls, step_samples, rollout_steps, rounds,
+    generations."""
     per_chunk = max(1, sequences_per_chunk // cfg.num_beams)
     chunks = [problems[i:i + per_chunk] for i in range(0, len(problems), per_chunk)]
     key = {"policy": policy.key(), "verifier": verifier.key(), "task": task.name, "search": asdict(cfg),

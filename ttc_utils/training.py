@@ -20,7 +20,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from .batching import left_pad
 from .cache import Cache
-from .checks import check_int, check_positive
+from .checks import check, check_int, check_positive
 from .models import ModelSize, build_policy, count_params
 from .tokenizer import build_tokenizer
 from .world import WorldConfig, generate
@@ -30,9 +30,10 @@ from .world import WorldConfig, generate
 class TrainConfig:
     tokens: int = 4_000_000  # pretraining tokens every rung sees (non-pad tokens, bos/eos included)
     batch_size: int = 64  # problems per optimizer step
-    learning_rate: float = 3e-3  # peak AdamW learning rate (tiny models like large ones)
+    learning_rate: float = 1e-3  # peak AdamW learning rate, the same for every rung
     warmup_steps: int = 50  # linear warm-up steps (a count, not a share, so a run's start never depends on its length)
-    schedule: str = "constant_with_warmup"  # learning-rate schedule after warm-up (a transformers SchedulerType)
+    cooldown: float = 0.2  # share of the steps at the end over which the rate decays to 0 (warmup-stable-decay); a
+    # cool-down over the whole run (cosine) decayed the base's rate before its loss fell: 0.22 greedy vs 0.62
     weight_decay: float = 0.1
     max_len: int = 160  # context length of the models (a full 8-step problem is ~110 characters)
     seed: int = 0  # corpus order and initialisation
@@ -41,6 +42,7 @@ class TrainConfig:
         for name, lo in (("tokens", 1), ("batch_size", 1), ("max_len", 16)):
             check_int(name, getattr(self, name), lo)
         check_positive("learning_rate", self.learning_rate)
+        check(0 <= self.cooldown < 1, "cooldown", self.cooldown, "a share of the steps in [0, 1)")
 
 
 class _Corpus(torch.utils.data.Dataset):
@@ -78,8 +80,7 @@ def pretraining_corpus(world: WorldConfig, tokenizer, tokens: int, batch_size: i
 
     Problems come in blocks; each block is cut into batches of `batch_size` problems of one chain length
     (equal-length batches gave 1.8x the useful tokens/s of random ones), shuffled within the block, and
-    batches are taken until `tokens` is reached. A shorter corpus is thus a prefix of a longer one: with
-    a constant learning rate, training on T tokens is the same run as the first T tokens of a longer one.
+    batches are taken until `tokens` is reached. A shorter corpus is thus a prefix of a longer one.
     """
     batches, total, block = [], 0, 0
     while total < tokens:
@@ -95,8 +96,36 @@ def pretraining_corpus(world: WorldConfig, tokenizer, tokens: int, batch_size: i
                 break
         block += 1
     problems = [p for b in batches for p in b]
+    return encode_problems(problems, tokenizer)
+
+
+def encode_problems(problems: list, tokenizer) -> tuple[list[list[int]], list[int]]:
+    """(token ids, prompt lengths) of problems as the models train on them: bos + text + eos."""
     ids = [row + [tokenizer.eos_token_id] for row in tokenizer([p.text for p in problems]).input_ids]
     return ids, [1 + len(p.prompt) for p in problems]  # bos + one token per character
+
+
+def heldout_problems(world: WorldConfig, n: int = 2_000, seed: int = 0) -> list:
+    """Test-split problems for every rung's held-out loss (never in any rung's pretraining corpus)."""
+    return generate(world, n, "test", seed=10_000 + seed, unique=False)
+
+
+@torch.no_grad()
+def solution_loss(model, tokenizer, data: tuple[list[list[int]], list[int]], batch_size: int = 256,
+                  device: str = "cpu") -> float:
+    """Mean cross-entropy per solution token (the training objective) of `model` on `data` (ids, prompt lens)."""
+    model.eval()
+    collate = collate_solution_loss(tokenizer.pad_token_id)
+    ids, prompt_lens = data
+    total, count = 0.0, 0
+    for i in range(0, len(ids), batch_size):
+        batch = collate([{"input_ids": r, "prompt_len": n} for r, n in
+                         zip(ids[i:i + batch_size], prompt_lens[i:i + batch_size])])
+        batch = {k: v.to(device) for k, v in batch.items()}
+        n = int((batch["labels"][:, 1:] != -100).sum())  # the model shifts labels by one
+        total += float(model(**batch).loss) * n
+        count += n
+    return total / max(1, count)
 
 
 class _LossLog(TrainerCallback):
@@ -112,8 +141,9 @@ class _LossLog(TrainerCallback):
 
 
 def train_policy(size: ModelSize, corpus: tuple[list[list[int]], list[int]], tokenizer, cfg: TrainConfig, out_dir: Path,
-                 disable_tqdm: bool | None = None, device: str = "cpu") -> dict:
-    """Train one rung from scratch on `corpus` on `device` and save it in `out_dir`; returns its record."""
+                 disable_tqdm: bool | None = None, device: str = "cpu", heldout=None) -> dict:
+    """Train one rung from scratch on `corpus` on `device` and save it in `out_dir`; returns its record
+    (with its loss on `heldout` (ids, prompt lens) when given)."""
     model = build_policy(size, tokenizer, cfg.max_len, cfg.seed)
     ids, prompt_lens = corpus
     steps = -(-len(ids) // cfg.batch_size)
@@ -121,7 +151,8 @@ def train_policy(size: ModelSize, corpus: tuple[list[list[int]], list[int]], tok
     log = _LossLog(tokens / steps)
     args = TrainingArguments(
         output_dir=str(out_dir / "trainer"), per_device_train_batch_size=cfg.batch_size, num_train_epochs=1,
-        learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps, lr_scheduler_type=cfg.schedule,
+        learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps, lr_scheduler_type="warmup_stable_decay",
+        lr_scheduler_kwargs={"num_decay_steps": int(cfg.cooldown * steps)},
         weight_decay=cfg.weight_decay, adam_beta2=0.98, max_grad_norm=1.0,
         logging_steps=max(1, steps // 50), save_strategy="no", report_to="none", use_cpu=device == "cpu",
         seed=cfg.seed, data_seed=cfg.seed, dataloader_num_workers=0, remove_unused_columns=False,
@@ -140,7 +171,8 @@ def train_policy(size: ModelSize, corpus: tuple[list[list[int]], list[int]], tok
     record = {"name": size.name, "hidden": size.hidden, "layers": size.layers, "heads": size.heads,
               "non_embedding_params": n, "params": count_params(model, non_embedding=False),
               "tokens": tokens, "train_flops": 6 * n * tokens, "steps": steps, "wall_s": wall,
-              "tokens_per_s": tokens / wall}
+              "tokens_per_s": tokens / wall, "learning_rate": cfg.learning_rate,
+              "heldout_loss": None if heldout is None else solution_loss(model, tokenizer, heldout, device=device)}
     (out_dir / "train_record.json").write_text(json.dumps(record, indent=1))
     pd.DataFrame(log.rows).to_parquet(out_dir / "loss_curve.parquet", index=False)
     return record
@@ -157,18 +189,19 @@ def train_ladder(cache: Cache, world: WorldConfig, sizes: list[ModelSize], cfg: 
     training FLOPs and wall time; rows are sorted by size, the first is the smallest.
     """
     tokenizer = build_tokenizer()
-    corpus = None
+    corpus = heldout = None
     records, curves = [], []
     for size in sorted(sizes, key=lambda s: s.non_embedding_params):
-        params = {"world": asdict(world), "size": asdict(size), "train": asdict(cfg), "arch": "llama-v3",
+        params = {"world": asdict(world), "size": asdict(size), "train": asdict(cfg), "arch": "llama-v4",
                   **({} if device == "cpu" else {"device": device})}
         with cache.model_dir(f"policy-{size.name}", params) as (final, work):
             if work is not None:
                 if corpus is None:
                     corpus = pretraining_corpus(world, tokenizer, cfg.tokens, cfg.batch_size, cfg.seed)
+                    heldout = encode_problems(heldout_problems(world, seed=cfg.seed), tokenizer)
                 print(f"training {size.name} ({size.non_embedding_params:,} non-embedding params) "
                       f"on {cfg.tokens:,} tokens", flush=True)
-                train_policy(size, corpus, tokenizer, cfg, work, disable_tqdm, device)
+                train_policy(size, corpus, tokenizer, cfg, work, disable_tqdm, device, heldout)
         record = json.loads((final / "train_record.json").read_text())
         records.append({**record, "path": str(final)})
         curve = pd.read_parquet(final / "loss_curve.parquet")

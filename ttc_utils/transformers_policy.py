@@ -44,7 +44,7 @@ class TransformersPolicy:
         for b, batch in enumerate(tqdm(batches, desc=f"sampling {self.name}", disable=not self.progress or None,
                                        leave=False)):
             texts, counts, reasons = self._generate([enc[p] for p, _ in batch], params, derive_seed(seed, b))
-            rows += [(p, s, t, c, r) for (p, s), t, c, r in zip(batch, texts, counts, reasons)]
+            rows += [(p, s, t, c, r, len(enc[p])) for (p, s), t, c, r in zip(batch, texts, counts, reasons)]
         return pd.DataFrame(rows, columns=SAMPLE_COLUMNS).sort_values(["prompt_index", "sample_index"],
                                                                       ignore_index=True)
 
@@ -71,7 +71,7 @@ class TransformersPolicy:
             counts = [len(members[u]) for u in batch]
             texts, ntok, reasons = self._decode_loop([enc[u] for u in batch], counts, params, derive_seed(seed, b))
             flat = [j for u in batch for j in members[u]]
-            rows += [(p, s, t, c, r) for (p, s), t, c, r in zip(flat, texts, ntok, reasons)]
+            rows += [(p, s, t, c, r, len(enc[slot[prompts[p]]])) for (p, s), t, c, r in zip(flat, texts, ntok, reasons)]
         return pd.DataFrame(rows, columns=SAMPLE_COLUMNS).sort_values(["prompt_index", "sample_index"],
                                                                       ignore_index=True)
 

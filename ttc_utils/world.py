@@ -22,6 +22,7 @@ Train and test splits are disjoint by construction: a question's split is a hash
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -31,7 +32,7 @@ from .checks import check
 
 OPS = "+-*"
 TEST_FRACTION = 0.1  # share of the question space that belongs to the test split
-_ANSWER_RE = re.compile(r"^A:(\d+)$")
+_ANSWER_RE = re.compile(r"^A:(\d{1,9}(?:,\d{1,9})*)$")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,10 @@ class WorldConfig:
     max_operand: int = 9  # operands of + and - are drawn from 1..max_operand
     max_multiplier: int = 9  # operands of * are drawn from 2..max_multiplier
     ops: str = "+-*"  # the operation mix; each step draws one uniformly
+    coprime_multipliers: bool = False  # multipliers only among those coprime to the modulus: every step is then a
+    # bijection, so a chain that computes one wrong value can never reach the right answer by luck
+    answer_trace: bool = False  # the final answer lists every intermediate value ("A:2,6,8"), so a chain that
+    # computed a wrong value on the way cannot end on the right answer (with one value, mod 10, 1 in 10 does)
 
     def __post_init__(self):
         check(isinstance(self.min_steps, int) and self.min_steps >= 1, "min_steps", self.min_steps, "an int >= 1")
@@ -54,6 +59,10 @@ class WorldConfig:
                self.max_multiplier, "an int >= 2")
         check(isinstance(self.ops, str) and len(self.ops) > 0 and set(self.ops) <= set(OPS)
                and len(set(self.ops)) == len(self.ops), "ops", self.ops, f"distinct characters from {OPS!r}")
+        check(not self.coprime_multipliers or "*" not in self.ops
+              or any(math.gcd(m, self.modulus) == 1 for m in range(2, self.max_multiplier + 1)),
+              "coprime_multipliers", self.coprime_multipliers,
+              f"False, or a max_multiplier ({self.max_multiplier}) with a multiplier coprime to modulus {self.modulus}")
 
 
 @dataclass(frozen=True)
@@ -61,7 +70,7 @@ class Problem:
     qid: str  # stable id: a hash of the question text
     question: str  # e.g. "37+45*3-8"
     steps: tuple[str, ...] = field(repr=False)  # reference solution lines, e.g. ("37+45=82", ...)
-    answer: int = 0
+    answer: int | str = 0  # the final value; with answer_trace, every intermediate value joined by commas ("2,6,8")
     num_steps: int = 0
     num_mul: int = 0  # how many of the steps are multiplications
 
@@ -98,7 +107,7 @@ def split_of(question: str) -> str:
     return "test" if _hash(question) % 1000 < TEST_FRACTION * 1000 else "train"
 
 
-def make_problem(start: int, ops: list[tuple[str, int]], modulus: int = 10) -> Problem:
+def make_problem(start: int, ops: list[tuple[str, int]], modulus: int = 10, answer_trace: bool = False) -> Problem:
     """Build a problem from its start value and (op, operand) pairs, computing every step.
 
     Each step rewrites the expression with its leftmost operation evaluated, so a step only needs
@@ -107,11 +116,13 @@ def make_problem(start: int, ops: list[tuple[str, int]], modulus: int = 10) -> P
     """
     terms = [f"{op}{b}" for op, b in ops]
     question = str(start) + "".join(terms)
-    steps, value = [], start
+    steps, values, value = [], [], start
     for i, (op, b) in enumerate(ops):
         value = _apply(op, value, b, modulus)
+        values.append(value)
         steps.append(str(value) + "".join(terms[i + 1:]))
-    return Problem(qid=f"{_hash(question):016x}", question=question, steps=tuple(steps), answer=value,
+    answer = ",".join(map(str, values)) if answer_trace else value
+    return Problem(qid=f"{_hash(question):016x}", question=question, steps=tuple(steps), answer=answer,
                    num_steps=len(ops), num_mul=sum(op == "*" for op, _ in ops))
 
 
@@ -122,8 +133,12 @@ def _draw(cfg: WorldConfig, rng: np.random.Generator, num_steps: int) -> Problem
         op = cfg.ops[int(rng.integers(len(cfg.ops)))]
         hi = cfg.max_multiplier if op == "*" else cfg.max_operand
         lo = 2 if op == "*" else 1
-        ops.append((op, int(rng.integers(lo, hi + 1))))
-    return make_problem(start, ops, cfg.modulus)
+        if op == "*" and cfg.coprime_multipliers:
+            choices = [m for m in range(lo, hi + 1) if math.gcd(m, cfg.modulus) == 1]
+            ops.append((op, choices[int(rng.integers(len(choices)))]))
+        else:
+            ops.append((op, int(rng.integers(lo, hi + 1))))
+    return make_problem(start, ops, cfg.modulus, cfg.answer_trace)
 
 
 def generate(cfg: WorldConfig, n: int, split: str, seed: int, unique: bool = True) -> list[Problem]:
@@ -157,13 +172,16 @@ def max_solution_chars(cfg: WorldConfig) -> int:
     num = len(str(cfg.modulus - 1))
     term = 1 + max(len(str(cfg.max_operand)), len(str(cfg.max_multiplier)))
     k = cfg.max_steps
-    return sum(num + (k - j) * term + 1 for j in range(1, k + 1)) + 2 + num + 1
+    answer = k * (num + 1) - 1 if cfg.answer_trace else num
+    return sum(num + (k - j) * term + 1 for j in range(1, k + 1)) + 2 + answer + 1
 
 
 def max_line_chars(cfg: WorldConfig) -> int:
     """The longest line of a correct solution or question, newline excluded: a bound on one step's length."""
     term = 1 + max(len(str(cfg.max_operand)), len(str(cfg.max_multiplier)))
-    return max(len(str(cfg.modulus - 1)) + cfg.max_steps * term, 2 + len(str(cfg.modulus - 1)))
+    num = len(str(cfg.modulus - 1))
+    answer = cfg.max_steps * (num + 1) - 1 if cfg.answer_trace else num
+    return max(num + cfg.max_steps * term, 2 + answer)
 
 
 def max_problem_tokens(cfg: WorldConfig) -> int:
@@ -172,8 +190,9 @@ def max_problem_tokens(cfg: WorldConfig) -> int:
     return 1 + len("Q:\n") + max_line_chars(cfg) + 1 + max_solution_chars(cfg) + 1
 
 
-def extract_answer(text) -> int | None:
-    """The integer on the first final-answer line ('A:<digits>'), or None if there is none.
+def extract_answer(text) -> int | str | None:
+    """The integer on the first final-answer line ('A:<digits>'), the string of a trace answer ('A:2,6,8'), or None
+    if there is none.
 
     Never raises: anything that is not a well-formed answer is 'no answer'.
     """
@@ -182,16 +201,18 @@ def extract_answer(text) -> int | None:
     for line in text.split("\n"):
         if line.startswith("A:"):
             m = _ANSWER_RE.match(line)
-            if m is None or len(m.group(1)) > 9:
+            if m is None:
                 return None
-            return int(m.group(1))
+            got = m.group(1)
+            return got if "," in got else int(got)
     return None
 
 
-def grade(text, answer: int) -> bool:
-    """True iff the completion's final answer equals `answer`; garbage counts as wrong, never raises."""
+def grade(text, answer: int | str) -> bool:
+    """True iff the completion's final answer equals `answer` (a one-value trace "8" equals 8); garbage counts as
+    wrong, never raises."""
     got = extract_answer(text)
-    return got is not None and got == answer
+    return got is not None and str(got) == str(answer)
 
 
 def solution_steps(text) -> list[str]:

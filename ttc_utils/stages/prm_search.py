@@ -8,18 +8,23 @@ results table that every curve and finding of the notebook is read from.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import pandas as pd
 
+from ..checks import is_power_of_two
+from ..findings import Arm, Claim
 from ..labels import mc_labels
 from ..model_spec import ModelSpec
+from ..models import count_params, load_causal_lm
 from ..policy import SamplingParams, derive_seed
 from ..results import search_results, selection_results
 from ..scoring import policy_logprobs, score_solutions
-from ..search import SearchConfig, run_search, sqrt_width
-from ..verifier_training import VerifierTrainConfig, train_verifier
+from ..search import SearchConfig, run_search
+from ..verifier_training import VerifierTrainConfig, train_record, train_verifier
 from . import common
+from . import pool as pool_stages
 
 
 def prm_train_questions(cfg) -> list:
@@ -48,6 +53,17 @@ def verifier_base(cfg, ladder: pd.DataFrame) -> ModelSpec:
     return common.rung(cfg, ladder, cfg.verifier_rung, "verifier_rung")
 
 
+def model_params(cfg, ladder: pd.DataFrame, policy: ModelSpec, verifiers: dict[str, ModelSpec]) -> dict[str, int]:
+    """Non-embedding parameters of the policy and of each verifier's backbone (for the measured FLOPs)."""
+    if cfg.policy_path:
+        model, _ = load_causal_lm(policy.path, revision=policy.revision)
+        policy_params = count_params(model)
+    else:
+        policy_params = int(ladder.non_embedding_params.iloc[0])
+    return {"policy": policy_params,
+            **{name: int(train_record(v.path)["non_embedding_params"]) for name, v in verifiers.items()}}
+
+
 def _train(cfg, base: ModelSpec, labels: pd.DataFrame, kind: str, train_cfg: VerifierTrainConfig) -> ModelSpec:
     path = train_verifier(cfg.cache(), base, common.task(cfg), labels, kind, train_cfg)
     return ModelSpec(path, backend="auto", device=base.device, param=f"the {kind.upper()}")
@@ -64,10 +80,17 @@ def score_pool(cfg, verifier: ModelSpec, pool: pd.DataFrame, name: str) -> pd.Da
     return pool.merge(scores, on=["qid", "sample_index"], validate="one_to_one")
 
 
-# the ablations of the default PRM: the same head on the policy's own weights, and the usual fine-tuned recipe
-ABLATIONS = (("PRM, rung 0 (policy size)", "rung0", {}),
+SAME_SIZE = "PRM, rung 0 (policy size)"
+# the ablations of the default PRM: the same head on the policy's own weights (the paper's set-up, where policy and
+# PRM share a base model: searched too), and the usual fine-tuned recipe
+ABLATIONS = ((SAME_SIZE, "rung0", {}),
              ("PRM, rung 0, fine-tuned", "rung0-finetune",
               {"head": "finetune", "learning_rate": 5e-4, "max_epochs": 8, "patience": 1}))
+
+
+def same_size_prm(cfg, policy: ModelSpec, labels: pd.DataFrame) -> ModelSpec:
+    """The PRM on the policy's own weights (same recipe and labels as the default PRM)."""
+    return _train(cfg, policy, labels, "prm", verifier_train_config(cfg))
 
 
 def ablation_pools(cfg, policy: ModelSpec, labels: pd.DataFrame, pool: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -88,18 +111,27 @@ class Setting:
     label: str  # legend entry, e.g. "beam M=4"
     method: str  # plot style key: beam, lookahead, dvts
     search: SearchConfig
+    verifier: str = "prm"  # which PRM it searches against: "prm" (the default) or "same-size" (on the policy)
 
     @property
     def x(self) -> int:
         return self.search.generations
 
 
+def is_square(n: int) -> bool:
+    return math.isqrt(n) ** 2 == n
+
+
 def search_plan(cfg) -> list[Setting]:
     """Every (setting, budget) of Fig. 3: beam search with M = sqrt N and M = beam_width, lookahead search
     with each k of lookahead_steps (M = sqrt N, and M = beam_width for the deepest k), and DVTS with
     M = beam_width. A lookahead setting with k steps spends N(k+1) generations, so it runs at
-    N = budget / (k+1) for the budgets that divide evenly. M = N where N < M (one beam kept).
-    Building it validates every setting, so the notebook calls it before any compute."""
+    N = budget / (k+1) for the budgets that divide evenly.
+
+    No search runs at budget 1 (one beam and one expansion is one plain sample: the baselines' N=1 point is it).
+    M = sqrt N runs only where N is a square (4, 16, 64, 256), so it is never a rounded copy of M = beam_width;
+    at N = beam_width**2 the two settings are one run (cached once, drawn on both lines). M = beam_width needs
+    N >= beam_width. Building the plan validates every setting, so the notebook calls it before any compute."""
     task = common.task(cfg)
     # a step evaluates one operation of the line above, so it fits in the question line's length (one token per
     # character); longer steps are garbage
@@ -107,23 +139,26 @@ def search_plan(cfg) -> list[Setting]:
                   max_step_tokens=task.max_step_tokens(), max_completion_tokens=common.max_new_tokens(cfg))
     out = []
     deepest = max(cfg.lookahead_steps)
+    m = cfg.beam_width
     for budget in cfg.search_budgets():
-        out.append(Setting("beam M=sqrt N", "beam", SearchConfig("beam", budget, sqrt_width(budget), 0, **shared)))
-        out.append(Setting(f"beam M={cfg.beam_width}", "beam",
-                           SearchConfig("beam", budget, min(cfg.beam_width, budget), 0, **shared)))
-        out.append(Setting(f"DVTS M={cfg.beam_width}", "dvts",
-                           SearchConfig("dvts", budget, min(cfg.beam_width, budget), 0, **shared)))
+        if budget >= 4 and is_square(budget):
+            out.append(Setting("beam M=sqrt N", "beam", SearchConfig("beam", budget, math.isqrt(budget), 0, **shared)))
+        if budget >= max(m, 2):
+            out.append(Setting(f"beam M={m}", "beam", SearchConfig("beam", budget, m, 0, **shared)))
+        if budget >= 2 * m:  # at N = M DVTS is beam search with one subtree
+            out.append(Setting(f"DVTS M={m}", "dvts", SearchConfig("dvts", budget, m, 0, **shared)))
         for k in sorted(set(cfg.lookahead_steps)):
-            if k == 0 or budget % (k + 1) or budget // (k + 1) < 1:
+            if budget % (k + 1):
                 continue
             n = budget // (k + 1)
-            if n & (n - 1):
-                continue
-            out.append(Setting(f"{k}-step lookahead M=sqrt N", "lookahead",
-                               SearchConfig("beam", n, sqrt_width(n), k, **shared)))
-            if k == deepest:
-                out.append(Setting(f"{k}-step lookahead M={cfg.beam_width}", "lookahead",
-                                   SearchConfig("beam", n, min(cfg.beam_width, n), k, **shared)))
+            if n >= 4 and is_square(n):
+                out.append(Setting(f"{k}-step lookahead M=sqrt N", "lookahead",
+                                   SearchConfig("beam", n, math.isqrt(n), k, **shared)))
+            if k == deepest and n >= max(m, 2) and is_power_of_two(n):
+                out.append(Setting(f"{k}-step lookahead M={m}", "lookahead", SearchConfig("beam", n, m, k, **shared)))
+        if budget >= max(m, 2):  # the paper's set-up: policy and PRM on one base model
+            out.append(Setting(f"beam M={m}, same-size PRM", "beam", SearchConfig("beam", budget, m, 0, **shared),
+                               verifier="same-size"))
     return out
 
 
@@ -132,48 +167,137 @@ def search_subset(cfg) -> list:
     return common.test_questions(cfg)[:cfg.search_questions]
 
 
-def run_search_plan(cfg, policy: ModelSpec, verifier: ModelSpec, settings: list[Setting],
+def run_search_plan(cfg, policy: ModelSpec, verifiers: dict[str, ModelSpec], settings: list[Setting],
                     progress: bool = True) -> pd.DataFrame:
-    """Run every setting for every seed on the search subset; one row per (setting, seed, question) with
-    correct, the measured costs and the x position `budget` (the paper's count of generations)."""
+    """Run every setting for every seed on the search subset against its verifier (`verifiers`: "prm",
+    "same-size"); one row per (setting, seed, question) with correct, the measured costs and the x position
+    `budget` (the paper's count of generations)."""
     problems, task = search_subset(cfg), common.task(cfg)
     frames = []
     for s in settings:
         for seed in range(cfg.search_seeds):
-            r = run_search(cfg.cache(), policy, verifier, task, problems, s.search,
+            r = run_search(cfg.cache(), policy, verifiers[s.verifier], task, problems, s.search,
                            derive_seed(cfg.seed, "search", seed) % 2**31, progress=progress)
             frames.append(r.drop(columns=["candidates", "answers", "scores", "subtrees"]).assign(
-                label=s.label, style=s.method, search_seed=seed, budget=s.x))
+                label=s.label, style=s.method, search_seed=seed, budget=s.x, verifier=s.verifier))
     return pd.concat(frames, ignore_index=True)
 
 
-def results(cfg, pool: pd.DataFrame, prm_pool: pd.DataFrame, orm_pool: pd.DataFrame, runs: pd.DataFrame,
-            bins: pd.DataFrame) -> pd.DataFrame:
-    """The notebook's one results table (`results.RESULT_COLUMNS`), cached: pool selection on all questions at
-    every pool budget, the same on the search subset at the search budgets (the baselines of Fig. 3), and every
-    search run."""
+def results(cfg, pool: pd.DataFrame, prm_pool: pd.DataFrame, orm_pool: pd.DataFrame, same_pool: pd.DataFrame,
+            runs: pd.DataFrame, bins: pd.DataFrame, params: dict[str, int]) -> pd.DataFrame:
+    """The notebook's one results table (`results.RESULT_COLUMNS` and `scope`), cached: pool selection on all
+    questions at every pool budget (scope "pool"); the same on the search subset at the search budgets (scope
+    "search": the baselines of Fig. 3) and on the half of the pool the bins never saw (scope "curve half": the
+    per-bin baselines); and every search run. `params`: non-embedding parameters of "policy", "prm", "orm" and
+    "same-size" (for the measured FLOPs)."""
     subset = {p.qid for p in search_subset(cfg)}
     budgets, search_budgets = cfg.budgets(), cfg.search_budgets()
+    half_budgets = [b for b in search_budgets if b in pool_stages.half_budgets(cfg)]
 
-    def sel(frame, rule, setting, score_col=None, qids=None, at=budgets, scope="pool"):
-        frame = frame if qids is None else frame[frame.qid.isin(qids)]
-        return selection_results(frame, rule, at, cfg.num_subsets, cfg.seed, setting, score_col, bins).assign(
-            scope=scope)
+    def sel(frame, rule, setting, score_col=None, verifier=None, scope="pool"):
+        at = budgets
+        if scope == "search":
+            frame, at = frame[frame.qid.isin(subset)], search_budgets
+        elif scope == "curve half":
+            frame, at = pool_stages.curve_half(cfg, frame), half_budgets
+            frame = frame[frame.qid.isin(subset)]
+        return selection_results(frame, rule, at, cfg.num_subsets, cfg.seed, setting, score_col, bins,
+                                 params["policy"], params.get(verifier)).assign(scope=scope)
 
     def compute() -> pd.DataFrame:
         return pd.concat([
             sel(pool, "majority", "majority"),
-            *[sel(prm_pool, "best_of_n_weighted", f"PRM {how}", how) for how in ("last", "min", "prod")],
-            sel(orm_pool, "best_of_n_weighted", "ORM", "last"),
-            sel(prm_pool, "best_of_n", "PRM best-of-N", cfg.aggregation),
-            sel(orm_pool, "best_of_n", "ORM best-of-N", "last"),
-            sel(pool, "majority", "majority", qids=subset, at=search_budgets, scope="search"),
-            sel(prm_pool, "best_of_n_weighted", "best-of-N weighted", cfg.aggregation, subset, search_budgets,
-                "search"),
-            search_results(runs, bins).assign(scope="search"),
+            *[sel(prm_pool, "best_of_n_weighted", f"PRM {how}", how, "prm") for how in ("last", "min", "prod")],
+            sel(orm_pool, "best_of_n_weighted", "ORM", "last", "orm"),
+            sel(prm_pool, "best_of_n", "PRM best-of-N", cfg.aggregation, "prm"),
+            sel(orm_pool, "best_of_n", "ORM best-of-N", "last", "orm"),
+            sel(same_pool, "best_of_n_weighted", "PRM last, same-size", cfg.aggregation, "same-size"),
+            *[frame for scope in ("search", "curve half") for frame in (
+                sel(pool, "majority", "majority", scope=scope),
+                sel(prm_pool, "best_of_n_weighted", "best-of-N weighted", cfg.aggregation, "prm", scope),
+                sel(same_pool, "best_of_n_weighted", "best-of-N weighted, same-size PRM", cfg.aggregation,
+                    "same-size", scope))],
+            pd.concat([search_results(runs[runs.verifier == v], bins, params["policy"], params[v])
+                       for v in runs.verifier.unique()]).assign(scope="search"),
         ], ignore_index=True)
 
-    key = {"config": cfg.as_dict(), "inputs": [pd.util.hash_pandas_object(f[cols], index=False).sum().item()
-                                              for f, cols in ((pool, ["qid", "text"]), (prm_pool, ["last", "min"]),
-                                                              (orm_pool, ["last"]), (runs, ["qid", "correct"]))]}
+    key = {"config": cfg.as_dict(), "params": params,
+           "inputs": [pd.util.hash_pandas_object(f[cols], index=False).sum().item()
+                      for f, cols in ((pool, ["qid", "text"]), (prm_pool, ["last", "min"]), (orm_pool, ["last"]),
+                                      (same_pool, ["last"]), (runs, ["qid", "correct"]))]}
     return cfg.cache().table("results-02_prm_search", key, compute)
+
+
+def per_bin_rows(cfg, results: pd.DataFrame, budgets: list[int]) -> pd.DataFrame:
+    """The rows of the per-bin comparison (Fig. 3 right) at `budgets`: majority and best-of-N weighted on the pool
+    half the bins never saw, beam search M = beam_width on the search subset."""
+    beam = f"beam M={cfg.beam_width}"
+    rows = results[((results.scope == "curve half") & results.setting.isin(["majority", "best-of-N weighted"]))
+                   | ((results.scope == "search") & (results.setting == beam))]
+    return rows[rows.budget.isin(budgets)]
+
+
+def cost_table(searched: pd.DataFrame, budgets: list[int]) -> pd.DataFrame:
+    """Per search setting and budget: mean measured costs per question, and its verifier calls and FLOPs relative to
+    best-of-N weighted at the same budget."""
+    cols = ["policy_tokens", "prefill_tokens", "verifier_tokens", "verifier_calls", "flops"]
+    search_only = searched[~searched.method.isin(["majority", "best_of_n_weighted"])]
+    cost = search_only.groupby(["setting", "budget"], as_index=False)[cols].mean()
+    bon = searched[searched.setting == "best-of-N weighted"].groupby("budget")[["verifier_calls", "flops"]].mean()
+    cost = cost.assign(calls_vs_bon=cost.verifier_calls / cost.budget.map(bon.verifier_calls),
+                       flops_vs_bon=cost.flops / cost.budget.map(bon.flops))
+    return cost[cost.budget.isin(budgets)]
+
+
+def claims(cfg, settings: list[Setting]) -> list[Claim]:
+    """The paper's findings of §5 as paired comparisons on the results table (`findings`): each is "first arm beats
+    the second" on the same questions, each question's accuracy averaged over the search seeds. Budgets: small = 4,
+    large = the largest search budget; pool claims at N = 64 (or the pool's largest budget) and the pool size;
+    per-bin claims on the curve half's largest budget, easy = bins 1-2, hard = the top two bins."""
+    m, top, agg = cfg.beam_width, cfg.max_budget, cfg.aggregation
+    small = min(4, top)
+    n64 = min(64, cfg.pool_size)
+    labels = {(s.label, s.x) for s in settings}
+    pool, search, half = ({"scope": s} for s in ("pool", "search", "curve half"))
+
+    def arm(setting, budget, where, bins=None):
+        return Arm(setting=setting, budget=budget, where=where, bin=bins)
+
+    beam, bon = f"beam M={m}", "best-of-N weighted"
+    out = [
+        Claim(f"PRM best-of-N weighted beats majority (N={n64})", arm(f"PRM {agg}", n64, pool),
+              arm("majority", n64, pool)),
+        Claim(f"beam search (M={m}) beats best-of-N weighted at a small budget (N={small})",
+              arm(beam, small, search), arm(bon, small, search)),
+        Claim(f"beam search's edge over best-of-N weighted shrinks from N={small} to N={top}",
+              arm(beam, small, search), arm(bon, small, search), then=(arm(beam, top, search), arm(bon, top, search))),
+    ]
+    for label in dict.fromkeys(s.label for s in settings if s.method == "lookahead"):
+        at = max(x for lab, x in labels if lab == label)
+        if (beam, at) in labels:
+            out.append(Claim(f"beam search (M={m}) beats {label} at the same budget ({at} generations)",
+                             arm(beam, at, search), arm(label, at, search)))
+    easy, hard = (1, 2), (cfg.num_bins - 1, cfg.num_bins)
+    bin_budget = max(b for b in pool_stages.half_budgets(cfg) if b <= top)
+    out += [
+        Claim(f"at a large budget (N={bin_budget}) beam search hurts easy questions: best-of-N weighted beats it on "
+              f"bins {easy[0]}-{easy[1]}", arm(bon, bin_budget, half, easy), arm(beam, bin_budget, search, easy)),
+        Claim(f"at N={small} beam search helps hard questions (bins {hard[0]}-{hard[1]}) more than easy ones",
+              arm(beam, small, search, hard), arm(bon, small, half, hard),
+              then=(arm(beam, small, search, easy), arm(bon, small, half, easy))),
+        Claim(f"PRM beats ORM in best-of-N weighted (N={cfg.pool_size})", arm(f"PRM {agg}", cfg.pool_size, pool),
+              arm("ORM", cfg.pool_size, pool)),
+        Claim(f"PRM's edge over ORM grows from N={small} to N={cfg.pool_size}",
+              arm(f"PRM {agg}", cfg.pool_size, pool), arm("ORM", cfg.pool_size, pool),
+              then=(arm(f"PRM {agg}", small, pool), arm("ORM", small, pool))),
+        *[Claim(f"'last' aggregation beats '{how}' (N={n64})", arm("PRM last", n64, pool), arm(f"PRM {how}", n64, pool))
+          for how in ("min", "prod")],
+        Claim(f"best-of-N weighted beats plain best-of-N with the PRM (N={n64})", arm(f"PRM {agg}", n64, pool),
+              arm("PRM best-of-N", n64, pool)),
+        Claim(f"with the same-size PRM (the paper's set-up) beam search beats best-of-N weighted (N={small})",
+              arm(f"{beam}, same-size PRM", small, search), arm("best-of-N weighted, same-size PRM", small, search)),
+        Claim(f"the larger-rung PRM beats the same-size PRM in best-of-N weighted (N={n64}; not a paper claim: "
+              f"why the default PRM reads a larger rung)", arm(f"PRM {agg}", n64, pool),
+              arm("PRM last, same-size", n64, pool)),
+    ]
+    return out

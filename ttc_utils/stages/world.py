@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..evaluation import greedy_accuracy
+from ..evaluation import greedy_accuracy, ladder_samples
 from ..policy import SamplingParams
 from ..sampling import sample_problems
+from ..validity import criteria_table
 from . import common
 
 
@@ -21,3 +22,15 @@ def base_samples(cfg, ladder: pd.DataFrame) -> pd.DataFrame:
                             max_new_tokens=common.max_new_tokens(cfg))
     return sample_problems(cfg.cache(), common.base_policy(cfg, ladder), common.task(cfg),
                            common.test_questions(cfg), params, cfg.seed)
+
+
+def criteria(cfg, seed: int) -> pd.DataFrame:
+    """The world's validity criteria (`validity.criteria_table`) at `seed`: its own world, ladder (trained and cached
+    like seed `cfg.seed`'s), test questions and base-policy samples."""
+    c = cfg if seed == cfg.seed else type(cfg).from_params({**cfg.as_dict(), "seed": seed})
+    ladder, _ = common.ladder(c)
+    task, test = common.task(c), common.test_questions(c)
+    greedy = SamplingParams(n=1, temperature=0.0, max_new_tokens=common.max_new_tokens(c))
+    by_rung = {m.name: s for m, s in ladder_samples(c.cache(), ladder, task, test, greedy, c.seed, "greedy", c.device)}
+    table = criteria_table(task, test, base_samples(c, ladder), ladder, by_rung, seed=c.seed)
+    return table.assign(seed=seed)
