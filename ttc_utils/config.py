@@ -260,7 +260,7 @@ class SearchSection:
     """Step-level search against the PRM (beam, lookahead, DVTS) at generation budgets 1, 2, 4 ... max_budget."""
     aggregation: str = "last"  # PRM step-score aggregation in search and best-of-N weighted: last | min | prod
     search_questions: int = 200  # test questions the searches run on (the first of the test split)
-    max_budget: int = 256  # largest search budget, a power of two (budgets 1, 2, 4 ... max_budget)
+    max_budget: int = 128  # largest search budget, a power of two (budgets 1, 2, 4 ... max_budget; the paper: 256)
     beam_width: int = 4  # the fixed beam width M, a power of two; the other setting is M of about sqrt N
     lookahead_steps: list = field(default_factory=lambda: [1, 3])  # lookahead depths k; each costs N(k+1)
     search_seeds: int = 3  # independent runs of every search setting (findings average each question over them)
