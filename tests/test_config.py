@@ -278,3 +278,16 @@ def test_search_plan_budgets_and_lookahead_costs(lookahead_steps, max_budget):
             assert s.search.beam_width ** 2 == s.search.num_beams
     keys = [(s.label, s.x) for s in plan]
     assert len(keys) == len(set(keys))  # one point per setting and budget
+
+
+def test_every_claim_of_notebook_02_names_settings_the_plan_or_the_results_table_has():
+    from ttc_utils.stages.prm_search import claims, search_plan
+
+    cfg = PrmSearchNotebookConfig()
+    plan = search_plan(cfg)
+    selection = {"majority", "best-of-N weighted", "best-of-N weighted, same-size PRM", "PRM last", "PRM min",
+                 "PRM prod", "ORM", "PRM best-of-N", "PRM last, same-size"}
+    runs = {(s.label, s.x) for s in plan}
+    for claim in claims(cfg, plan):
+        for arm in [claim.better, claim.worse, *(claim.then or ())]:
+            assert arm.setting in selection or (arm.setting, arm.budget) in runs, (claim.finding, arm)

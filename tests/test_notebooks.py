@@ -81,6 +81,10 @@ def test_00_world_smoke(tmp_path):
     assert sum(b["questions"] for b in hist["buckets"]) == len(hist["per_question"])
     greedy = json.loads((FIGURES / "nb00_greedy_accuracy.json").read_text())
     assert {g["model"] for g in greedy} == {"d16l1", "d32l1", "d48l1", "d64l1"}
+    validity = json.loads((FIGURES / "nb00_validity.json").read_text())
+    assert {v["seed"] for v in validity} == {0, 1}  # smoke's validity_seeds
+    assert all(isinstance(v["met"], bool) and v["value"] for v in validity)
+    assert sum(v["criterion"].startswith("(c)") and "beats" in v["criterion"] for v in validity) == 2 * 3
 
 
 @pytest.mark.notebook
