@@ -45,13 +45,19 @@ def ladder_samples(cache: Cache, ladder: pd.DataFrame, task, problems: list, par
         yield m, sample_problems(cache, spec, task, problems, params, seed, name=f"{name}-{m.name}")
 
 
+def greedy_samples(cache: Cache, ladder: pd.DataFrame, task, problems: list, seed: int, max_new_tokens: int,
+                   device: str = "cpu"):
+    """Yield (model row, its cached greedy sample per problem) for every model of `ladder`."""
+    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens)
+    yield from ladder_samples(cache, ladder, task, problems, params, seed, "greedy", device)
+
+
 def greedy_accuracy(cache: Cache, ladder: pd.DataFrame, task, problems: list, seed: int,
                     max_new_tokens: int, by: str = "num_steps", device: str = "cpu") -> pd.DataFrame:
     """Greedy accuracy of every model of `ladder` (rows with name, path, non_embedding_params) per value of the
     task feature `by`: model, non_embedding_params, <by>, accuracy, questions."""
     rows = []
-    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens)
-    for m, s in ladder_samples(cache, ladder, task, problems, params, seed, "greedy", device):
+    for m, s in greedy_samples(cache, ladder, task, problems, seed, max_new_tokens, device):
         acc = s.groupby(by)["correct"].agg(["mean", "size"]).reset_index()
         for r in acc.itertuples():
             rows.append({"model": m.name, "non_embedding_params": m.non_embedding_params,

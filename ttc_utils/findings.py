@@ -105,35 +105,38 @@ def verdict(low: float, high: float, margin: float, informative: bool) -> str:
     return "inconclusive"
 
 
+def _mean(x, axis=-1):
+    return x.mean(axis=axis)
+
+
+def _mean_gap(x, y, axis=-1):
+    return x.mean(axis=axis) - y.mean(axis=axis)
+
+
 def decide_claim(rows: pd.DataFrame, claim: Claim, resamples: int = 10_000, seed: int = 0) -> dict:
     """One claim's row: finding, difference (the statistic), low, high, verdict, questions, differing, arms."""
     check_int("resamples", resamples, lo=100)
     first = paired(rows, claim.better, claim.worse)
-    arms = [claim.better, claim.worse]
+    arms = [claim.better, claim.worse, *(claim.then or ())]
     if claim.then is None:
-        diff = first.d.to_numpy()
-        est, (low, high) = float(diff.mean()) if len(diff) else np.nan, _ci(
-            [diff], lambda x, axis=-1: x.mean(axis=axis), resamples, seed, True) if len(diff) else (np.nan, np.nan)
-        questions, differing = len(first), int((first.d != 0).sum())
-        bounded = _at_bound(first)
+        samples, statistic, is_paired = [first.d.to_numpy()], _mean, True
+        questions, differing, bounded = len(first), int((first.d != 0).sum()), _at_bound(first)
     else:
         second = paired(rows, *claim.then)
-        arms += list(claim.then)
         common = first.index.intersection(second.index)
         if len(common) == len(first) == len(second) and len(common) > 0:  # same questions: paired
             diff = (first.d - second.d[first.index]).to_numpy()
-            samples, is_paired = [diff], True
-            statistic = lambda x, axis=-1: x.mean(axis=axis)  # noqa: E731
-            differing = int((diff != 0).sum())
+            samples, statistic, is_paired, differing = [diff], _mean, True, int((diff != 0).sum())
         else:  # disjoint (or partly shared) questions: each side resampled on its own
-            samples, is_paired = [first.d.to_numpy(), second.d.to_numpy()], False
-            statistic = lambda x, y, axis=-1: x.mean(axis=axis) - y.mean(axis=axis)  # noqa: E731
+            samples, statistic, is_paired = [first.d.to_numpy(), second.d.to_numpy()], _mean_gap, False
             differing = int((first.d != 0).sum() + (second.d != 0).sum())
-        ok = all(len(s) > 0 for s in samples)
-        est = float(statistic(*samples)) if ok else np.nan
-        low, high = _ci(samples, statistic, resamples, seed, is_paired) if ok else (np.nan, np.nan)
         questions = len(first.index.union(second.index))
         bounded = _at_bound(first) and _at_bound(second)
+    if all(len(x) > 0 for x in samples):
+        est = float(statistic(*samples))
+        low, high = _ci(samples, statistic, resamples, seed, is_paired)
+    else:
+        est = low = high = np.nan
     informative = questions > 0 and not bounded and differing >= MIN_DIFFERING
     return {"finding": claim.finding, "difference": est, "low": low, "high": high,
             "verdict": verdict(low, high, claim.margin, informative), "questions": questions,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..evaluation import greedy_accuracy, ladder_samples
+from ..evaluation import greedy_accuracy, greedy_samples
 from ..policy import SamplingParams
 from ..sampling import sample_problems
 from ..validity import criteria_table
@@ -30,7 +30,7 @@ def criteria(cfg, seed: int) -> pd.DataFrame:
     c = cfg if seed == cfg.seed else type(cfg).from_params({**cfg.as_dict(), "seed": seed})
     ladder, _ = common.ladder(c)
     task, test = common.task(c), common.test_questions(c)
-    greedy = SamplingParams(n=1, temperature=0.0, max_new_tokens=common.max_new_tokens(c))
-    by_rung = {m.name: s for m, s in ladder_samples(c.cache(), ladder, task, test, greedy, c.seed, "greedy", c.device)}
+    by_rung = {m.name: s for m, s in greedy_samples(c.cache(), ladder, task, test, c.seed, common.max_new_tokens(c),
+                                                    c.device)}
     table = criteria_table(task, test, base_samples(c, ladder), ladder, by_rung, seed=c.seed)
     return table.assign(seed=seed)
