@@ -1,5 +1,6 @@
 """Ladder training: same tokens for every rung, equal-length batches, records, cache reuse."""
 import pandas as pd
+import pytest
 
 from ttc_utils.cache import Cache
 from ttc_utils.models import ModelSize
@@ -54,3 +55,24 @@ def test_train_ladder_records_and_reuses_the_cache(tmp_path, capsys):
     again, _ = train_ladder(cache, WorldConfig(max_steps=3), sizes, cfg, disable_tqdm=True)
     assert "training" not in capsys.readouterr().out  # reused, not retrained
     pd.testing.assert_frame_equal(ladder, again)
+
+
+def test_a_learning_rate_per_width_and_bf16_are_recorded(tmp_path):
+    sizes = [ModelSize(32, 1, 2), ModelSize(16, 1, 1)]
+    cfg = TrainConfig(tokens=2_000, batch_size=8, learning_rate=2e-3, lr_scaling="1/width", precision="bf16")
+    ladder, _ = train_ladder(Cache(tmp_path), WorldConfig(max_steps=3), sizes, cfg, disable_tqdm=True)
+    assert list(ladder.learning_rate) == [2e-3, 1e-3]  # the smallest rung at learning_rate, twice as wide at half
+    assert set(ladder.precision) == {"bf16"}
+    assert TrainConfig(lr_scaling="constant").rung_learning_rate(64, 16) == TrainConfig().learning_rate
+
+
+def test_an_older_ladder_key_is_kept_for_the_defaults_that_predate_the_fields():
+    from ttc_utils.training import _key
+    assert "lr_scaling" not in _key(TrainConfig()) and "precision" not in _key(TrainConfig())
+    assert _key(TrainConfig(precision="bf16"))["precision"] == "bf16"
+
+
+@pytest.mark.parametrize("field,value", [("lr_scaling", "sqrt"), ("precision", "fp8")])
+def test_an_unknown_recipe_names_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**{field: value})

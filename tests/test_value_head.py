@@ -8,7 +8,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from ttc_utils.model_spec import ModelSpec
 from ttc_utils.registry import load_verifier
 from ttc_utils.tasks.arithmetic import ArithmeticTask
-from ttc_utils.value_head import LikelihoodVerifier, ValueHead, fit_value_head, save_value_verifier, step_features
+from ttc_utils.value_head import (
+    LikelihoodVerifier,
+    ValueHead,
+    fit_value_head,
+    save_value_verifier,
+    shared_step_features,
+    step_features,
+)
 from ttc_utils.verifier import encode_steps
 from ttc_utils.world import make_problem
 
@@ -82,3 +89,23 @@ def test_likelihood_verifier_round_trips_and_scores_independently_of_the_batch(l
     assert t1 == t8 and [len(s) for s in s1] == [4, 4, 2, 0, 4]
     assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(s1, s8)) and s1[0] == s1[-1]
     assert all(0 < x < 1 for s in s1 for x in s) and len(set(np.round(s1[0], 6))) > 1
+
+
+def test_shared_prefix_features_match_one_forward_per_solution(lm_tok):
+    """Children of one beam share all but their last step: reading the prefix once changes no feature."""
+    lm, tok = lm_tok
+    prompts, steps = [], []
+    for c in COMPLETIONS:
+        s = split(c)
+        for j in range(len(s) + 1):  # every prefix of every completion, so groups of many sizes form
+            prompts.append(P.prompt)
+            steps.append(s[:j])
+    steps.append(split(COMPLETIONS[0])[:1] + ["9+9\n"])  # a sibling that differs in its last step only
+    prompts.append(P.prompt)
+    ref, ref_tokens = step_features(lm, tok, prompts, steps, batch_size=4)
+    got, tokens = shared_step_features(lm, tok, prompts, steps, batch_size=4)
+    assert [f.shape for f in got] == [f.shape for f in ref]
+    for a, b in zip(got, ref):
+        assert np.allclose(a, b, atol=1e-4)
+    assert sum(tokens) < sum(ref_tokens)  # a shared prefix is read, and counted, once
+

@@ -25,12 +25,18 @@ from .models import ModelSize, build_policy, count_params
 from .tokenizer import build_tokenizer
 from .world import WorldConfig, generate
 
+LR_SCALINGS = ("constant", "1/width")
+PRECISIONS = ("fp32", "bf16")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
     tokens: int = 4_000_000  # pretraining tokens every rung sees (non-pad tokens, bos/eos included)
     batch_size: int = 64  # problems per optimizer step
-    learning_rate: float = 1e-3  # peak AdamW learning rate, the same for every rung
+    learning_rate: float = 1e-3  # peak AdamW learning rate of the smallest rung (see lr_scaling)
+    lr_scaling: str = "constant"  # "constant": every rung at learning_rate; "1/width": a rung of width d at
+    # learning_rate * d_min / d (the muP rule for Adam's hidden weights: wider rungs take smaller steps)
+    precision: str = "fp32"  # "bf16": bf16 autocast with fp32 weights (mixed precision); "fp32"
     warmup_steps: int = 50  # linear warm-up steps (a count, not a share, so a run's start never depends on its length)
     cooldown: float = 0.2  # share of the steps at the end over which the rate decays to 0 (warmup-stable-decay); a
     # cool-down over the whole run (cosine) decayed the base's rate before its loss fell: 0.22 greedy vs 0.62
@@ -43,6 +49,12 @@ class TrainConfig:
             check_int(name, getattr(self, name), lo)
         check_positive("learning_rate", self.learning_rate)
         check(0 <= self.cooldown < 1, "cooldown", self.cooldown, "a share of the steps in [0, 1)")
+        check(self.lr_scaling in LR_SCALINGS, "lr_scaling", self.lr_scaling, f"one of {LR_SCALINGS}")
+        check(self.precision in PRECISIONS, "precision", self.precision, f"one of {PRECISIONS}")
+
+    def rung_learning_rate(self, hidden: int, smallest_hidden: int) -> float:
+        """The peak learning rate of a rung of width `hidden` in a ladder whose smallest width is `smallest_hidden`."""
+        return self.learning_rate * (smallest_hidden / hidden if self.lr_scaling == "1/width" else 1.0)
 
 
 class _Corpus(torch.utils.data.Dataset):
@@ -141,9 +153,11 @@ class _LossLog(TrainerCallback):
 
 
 def train_policy(size: ModelSize, corpus: tuple[list[list[int]], list[int]], tokenizer, cfg: TrainConfig, out_dir: Path,
-                 disable_tqdm: bool | None = None, device: str = "cpu", heldout=None) -> dict:
+                 disable_tqdm: bool | None = None, device: str = "cpu", heldout=None,
+                 learning_rate: float | None = None) -> dict:
     """Train one rung from scratch on `corpus` on `device` and save it in `out_dir`; returns its record
-    (with its loss on `heldout` (ids, prompt lens) when given)."""
+    (with its loss on `heldout` (ids, prompt lens) when given). `learning_rate` overrides `cfg.learning_rate`."""
+    learning_rate = cfg.learning_rate if learning_rate is None else learning_rate
     model = build_policy(size, tokenizer, cfg.max_len, cfg.seed)
     ids, prompt_lens = corpus
     steps = -(-len(ids) // cfg.batch_size)
@@ -151,13 +165,15 @@ def train_policy(size: ModelSize, corpus: tuple[list[list[int]], list[int]], tok
     log = _LossLog(tokens / steps)
     args = TrainingArguments(
         output_dir=str(out_dir / "trainer"), per_device_train_batch_size=cfg.batch_size, num_train_epochs=1,
-        learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps, lr_scheduler_type="warmup_stable_decay",
+        learning_rate=learning_rate, warmup_steps=cfg.warmup_steps, lr_scheduler_type="warmup_stable_decay",
         lr_scheduler_kwargs={"num_decay_steps": int(cfg.cooldown * steps)},
         weight_decay=cfg.weight_decay, adam_beta2=0.98, max_grad_norm=1.0,
         logging_steps=max(1, steps // 50), save_strategy="no", report_to="none", use_cpu=device == "cpu",
         seed=cfg.seed, data_seed=cfg.seed, dataloader_num_workers=0, remove_unused_columns=False,
         # The corpus is already in equal-length batches, in a seeded random order.
         train_sampling_strategy="sequential", disable_tqdm=disable_tqdm,
+        # bf16 autocast: matmuls in bf16 (AMX / AVX512-BF16 on recent x86 CPUs), weights and optimizer in fp32.
+        bf16=cfg.precision == "bf16",
     )
     trainer = Trainer(model=model, args=args, train_dataset=_Corpus(ids, prompt_lens),
                       data_collator=collate_solution_loss(tokenizer.pad_token_id), callbacks=[log])
@@ -171,11 +187,17 @@ def train_policy(size: ModelSize, corpus: tuple[list[list[int]], list[int]], tok
     record = {"name": size.name, "hidden": size.hidden, "layers": size.layers, "heads": size.heads,
               "non_embedding_params": n, "params": count_params(model, non_embedding=False),
               "tokens": tokens, "train_flops": 6 * n * tokens, "steps": steps, "wall_s": wall,
-              "tokens_per_s": tokens / wall, "learning_rate": cfg.learning_rate,
+              "tokens_per_s": tokens / wall, "learning_rate": learning_rate, "precision": cfg.precision,
               "heldout_loss": None if heldout is None else solution_loss(model, tokenizer, heldout, device=device)}
     (out_dir / "train_record.json").write_text(json.dumps(record, indent=1))
     pd.DataFrame(log.rows).to_parquet(out_dir / "loss_curve.parquet", index=False)
     return record
+
+
+def _key(cfg: TrainConfig) -> dict:
+    """`cfg` as a cache key; fields at the values that predate them are left out, so older ladders stay valid."""
+    older = {"lr_scaling": "constant", "precision": "fp32"}
+    return {k: v for k, v in asdict(cfg).items() if older.get(k, object()) != v}
 
 
 def train_ladder(cache: Cache, world: WorldConfig, sizes: list[ModelSize], cfg: TrainConfig,
@@ -191,8 +213,9 @@ def train_ladder(cache: Cache, world: WorldConfig, sizes: list[ModelSize], cfg: 
     tokenizer = build_tokenizer()
     corpus = heldout = None
     records, curves = [], []
+    smallest_hidden = min(s.hidden for s in sizes)
     for size in sorted(sizes, key=lambda s: s.non_embedding_params):
-        params = {"world": asdict(world), "size": asdict(size), "train": asdict(cfg), "arch": "llama-v4",
+        params = {"world": asdict(world), "size": asdict(size), "train": _key(cfg), "arch": "llama-v4",
                   **({} if device == "cpu" else {"device": device})}
         with cache.model_dir(f"policy-{size.name}", params) as (final, work):
             if work is not None:
@@ -201,7 +224,8 @@ def train_ladder(cache: Cache, world: WorldConfig, sizes: list[ModelSize], cfg: 
                     heldout = encode_problems(heldout_problems(world, seed=cfg.seed), tokenizer)
                 print(f"training {size.name} ({size.non_embedding_params:,} non-embedding params) "
                       f"on {cfg.tokens:,} tokens", flush=True)
-                train_policy(size, corpus, tokenizer, cfg, work, disable_tqdm, device, heldout)
+                train_policy(size, corpus, tokenizer, cfg, work, disable_tqdm, device, heldout,
+                             cfg.rung_learning_rate(size.hidden, smallest_hidden))
         record = json.loads((final / "train_record.json").read_text())
         records.append({**record, "path": str(final)})
         curve = pd.read_parquet(final / "loss_curve.parquet")

@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from .batching import length_batches, right_pad
+from .batching import left_pad, length_batches, right_pad
 from .models import count_params, torch_dtype
 from .verifier import encode_steps, unique_pairs
 
@@ -77,17 +77,96 @@ def step_features(lm, tokenizer, prompts: list[str], steps: list[list[str]], bat
         hidden = o.hidden_states[-1].float().cpu()
         logp = torch.log_softmax(o.logits.float(), -1)[:, :-1].gather(-1, x[:, 1:, None].to(lm.device))[..., 0].cpu()
         for r, i in enumerate(batch):
-            ends = encoded[i][1]
-            rows, prev, run_min, run_sum = [], starts[i] - 1, 0.0, 0.0
-            for j, e in enumerate(ends):
-                v = logp[r, prev:e]  # log p of the step's tokens prev+1 .. e
-                step_min, step_sum = (float(v.min()), float(v.sum())) if len(v) else (0.0, 0.0)
-                run_min, run_sum = min(run_min, step_min), run_sum + step_sum
-                rows.append(np.concatenate([hidden[r, e].numpy(), [step_min, step_sum, run_min, run_sum, j]]))
-                prev = e
-            if rows:
-                out[i] = np.asarray(rows, dtype=np.float32)
+            out[i] = _feature_rows(hidden[r], logp[r], starts[i], encoded[i][1])
     return out, [len(e[0]) for e in encoded]
+
+
+def _feature_rows(hidden: torch.Tensor, logp: torch.Tensor, start: int, ends: list[int]) -> np.ndarray:
+    """One solution's feature rows from its hidden states (tokens, d) and log p (logp[t] of token t+1);
+    `start` is its prompt's token count."""
+    rows, prev, run_min, run_sum = [], start - 1, 0.0, 0.0
+    for j, e in enumerate(ends):
+        v = logp[prev:e]  # log p of the step's tokens prev+1 .. e
+        step_min, step_sum = (float(v.min()), float(v.sum())) if len(v) else (0.0, 0.0)
+        run_min, run_sum = min(run_min, step_min), run_sum + step_sum
+        rows.append(np.concatenate([hidden[e].numpy(), [step_min, step_sum, run_min, run_sum, j]]))
+        prev = e
+    return np.asarray(rows, dtype=np.float32).reshape(len(rows), hidden.shape[1] + NUM_LIKELIHOOD_FEATURES)
+
+
+def _shared_prefix_lengths(encoded: list[tuple[list[int], list[int]]], starts: list[int]) -> list[int]:
+    """Per solution, the token count of its longest prefix that ends at a step boundary (or its prompt's end)
+    and that another solution shares: search scores M children of one beam, which share all but the last step."""
+    def candidates(i):
+        ids, ends = encoded[i]
+        return [starts[i]] + [e + 1 for e in ends[:-1] if e + 1 > starts[i]]
+    seen: dict[tuple, int] = {}
+    for i, (ids, _) in enumerate(encoded):
+        for n in candidates(i):
+            key = tuple(ids[:n])
+            seen[key] = seen.get(key, 0) + 1
+    out = []
+    for i, (ids, _) in enumerate(encoded):
+        shared = [n for n in candidates(i) if seen[tuple(ids[:n])] > 1]
+        out.append(max(shared) if shared else starts[i])
+    return out
+
+
+@torch.inference_mode()
+def shared_step_features(lm, tokenizer, prompts: list[str], steps: list[list[str]], batch_size: int = 512,
+                         progress: bool = False) -> tuple[list[np.ndarray], list[int]]:
+    """As `step_features`, with every shared prefix read once: solutions are grouped by the longest prefix they
+    share (at a step boundary), each prefix is prefilled once and its KV cache copied to each member, whose own
+    tokens are then read on top of it. The features match `step_features` to float precision (tested); the
+    tokens of a prefix are counted once, on the first member of its group, so per-question sums are what was read.
+    """
+    encoded = [encode_steps(tokenizer, p, s) for p, s in zip(prompts, steps)]
+    starts = [len(tokenizer(p).input_ids) for p in prompts]
+    cut = _shared_prefix_lengths(encoded, starts)
+    groups: dict[tuple, list[int]] = {}
+    for i, (ids, _) in enumerate(encoded):
+        groups.setdefault(tuple(ids[:cut[i]]), []).append(i)
+    prefixes, members = list(groups), list(groups.values())
+    width = lm.config.hidden_size + NUM_LIKELIHOOD_FEATURES
+    out: list[np.ndarray] = [np.zeros((0, width), dtype=np.float32)] * len(encoded)
+    tokens = [len(encoded[i][0]) - cut[i] for i in range(len(encoded))]
+    for g, m in enumerate(members):
+        tokens[m[0]] += len(prefixes[g])
+    pad, device = tokenizer.pad_token_id, lm.device
+    batches = length_batches([len(p) for p in prefixes], batch_size, weights=[len(m) for m in members])
+    for batch in tqdm(batches, desc="verifier features", disable=not progress or None, leave=False):
+        x, mask = left_pad([list(prefixes[g]) for g in batch], pad)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        o = lm(input_ids=x.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
+               use_cache=True, output_hidden_states=True)
+        p_hidden = o.hidden_states[-1].float().cpu()
+        p_logp = torch.log_softmax(o.logits.float(), -1).cpu()  # row t: the distribution of token t+1
+        rows = [(r, i) for r, g in enumerate(batch) for i in members[g]]
+        expand = torch.tensor([r for r, _ in rows])
+        suffixes = [encoded[i][0][cut[i]:] for _, i in rows]
+        s_hidden = s_logp = None
+        if max(map(len, suffixes)) > 0:
+            sx, smask = right_pad([s or [pad] for s in suffixes], pad)
+            for k, s in enumerate(suffixes):
+                smask[k, len(s):] = 0
+            cache = o.cache if hasattr(o, "cache") else o.past_key_values
+            cache.batch_select_indices(expand.to(device))
+            spos = pos[expand, -1:] + 1 + torch.arange(sx.shape[1])
+            so = lm(input_ids=sx.to(device), attention_mask=torch.cat([mask[expand], smask], 1).to(device),
+                    position_ids=spos.to(device), cache=cache, use_cache=True, output_hidden_states=True)
+            s_hidden = so.hidden_states[-1].float().cpu()
+            s_logp = torch.log_softmax(so.logits.float(), -1).cpu()
+        for k, (r, i) in enumerate(rows):
+            ids, ends = encoded[i]
+            n, lp = cut[i], len(prefixes[batch[r]])
+            col = x.shape[1] - lp  # the prefix's first column (left padding)
+            full = torch.tensor(ids)
+            dist = [p_logp[r, col:col + n]] + ([s_logp[k, :len(ids) - n - 1]] if len(ids) > n else [])
+            hidden = torch.cat([p_hidden[r, col:col + n]] + ([s_hidden[k, :len(ids) - n]] if len(ids) > n else []))
+            dist = torch.cat(dist)[:len(ids) - 1]
+            logp = dist.gather(-1, full[1:, None])[:, 0]
+            out[i] = _feature_rows(hidden, logp, starts[i], ends)
+    return out, tokens
 
 
 def load_backbone(path: str, device: str = "cpu", dtype: str | None = None, revision: str | None = None):
@@ -177,7 +256,7 @@ class LikelihoodVerifier:
     @torch.inference_mode()
     def score(self, prompts: list[str], steps: list[list[str]]) -> tuple[list[list[float]], list[int]]:
         pairs, index = unique_pairs(prompts, steps)
-        feats, tokens = step_features(self.lm, self.tokenizer, [p for p, _ in pairs], [list(s) for _, s in pairs],
-                                      self.batch_size, self.progress)
+        feats, tokens = shared_step_features(self.lm, self.tokenizer, [p for p, _ in pairs],
+                                             [list(s) for _, s in pairs], self.batch_size, self.progress)
         scores = [torch.sigmoid(self.head(torch.from_numpy(f))).tolist() if len(f) else [] for f in feats]
         return [scores[i] for i in index], [tokens[i] for i in index]
