@@ -14,7 +14,7 @@ LAYERS = [
      "plots", "policy", "verifier", "tasks.base"},
     {"tasks", "tasks.arithmetic", "tasks.math", "models"},
     {"transformers_policy", "token_verifier", "value_head", "registry", "training"},
-    {"sampling", "labels", "verifier_training", "scoring", "search", "evaluation", "verifier_quality"},
+    {"sampling", "labels", "verifier_training", "scoring", "search", "evaluation", "verifier_quality", "revisions"},
     {"results", "findings"},
     {"validity"},
     {"config"},

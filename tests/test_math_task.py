@@ -428,3 +428,9 @@ def test_random_text_never_raises():
         if k % 20 == 0:
             assert isinstance(task.is_correct(problem, "\\boxed{" + text + "}"), bool)
             assert isinstance(equivalent(answer or text, text), bool)
+
+
+def test_a_math_problem_knows_its_split():
+    task = MathTask()
+    assert task.split_of(MathProblem("test/algebra/2.json", "?", "", "1", "Algebra", 1)) == "test"
+    assert task.split_of(MathProblem("train/algebra/7.json", "?", "", "1", "Algebra", 1)) == "train"

@@ -26,6 +26,9 @@ class ArithmeticTask:
     def problems(self, split: str, n: int, seed: int) -> list[Problem]:
         return world.generate(self.world, n, split, seed)
 
+    def split_of(self, problem: Problem) -> str:
+        return world.split_of(problem.question)
+
     def prompt(self, problem: Problem, attempts: Sequence[str] = ()) -> str:
         # previous attempts follow the question as they were written (steps and answer line), so the policy
         # reads them as solutions that came before its own

@@ -23,6 +23,9 @@ class Task(Protocol):
     def problems(self, split: str, n: int, seed: int) -> list:
         """`n` problems of `split` ('train' or 'test'), deterministic in `seed`. Each has `qid` and `answer`."""
 
+    def split_of(self, problem) -> str:
+        """'train' or 'test': which split `problem` belongs to (training data must never hold a test question)."""
+
     def prompt(self, problem, attempts: Sequence[str] = ()) -> str:
         """The text the policy continues: the question, after it any previous attempts (revisions)."""
 

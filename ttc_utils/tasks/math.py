@@ -272,6 +272,10 @@ class MathTask:
             raise ValueError(f"n={n!r} is not allowed: expected None or n >= 0")
         return list(self.all_problems()[:n])
 
+    def split_of(self, problem: MathProblem) -> str:
+        """MATH's ids start with their split ("test/precalculus/807.json")."""
+        return problem.qid.split("/", 1)[0] if "/" in problem.qid else "test"
+
     def prompt(self, problem: MathProblem, attempts: Sequence[str] = ()) -> str:
         text = f"{INSTRUCTION}\n\n{problem.question}{STEP_END}"
         if not attempts:

@@ -1,0 +1,88 @@
+"""Revision trajectories and chains: k in range and capped, the closest wrong answer last, correct targets,
+training questions only, context truncation, budget = sequential x parallel."""
+import pandas as pd
+import pytest
+
+from ttc_utils.revisions import MAX_ATTEMPTS, chain_context, chain_shape, closest, trajectories
+from ttc_utils.tasks.arithmetic import ArithmeticTask
+
+TASK = ArithmeticTask()
+TRAIN = TASK.problems("train", 30, 0)
+
+
+def graded(problems, per_question=12, right_every=3):
+    """Samples of each question: every `right_every`-th one is the reference solution, the rest are wrong
+    at different distances from it, one without a parsable answer."""
+    rows = []
+    for p in problems:
+        right = "".join(s + "\n" for s in p.steps) + f"A:{p.answer}\n"
+        for i in range(per_question):
+            if i % right_every == 0:
+                text, answer, ok = right, str(p.answer), True
+            elif i == per_question - 1:
+                text, answer, ok = "garbage", None, False
+            else:
+                wrong = (int(p.answer) + i) % 10
+                text, answer, ok = right[:-2 - i % 3] + "x" * (i % 3) + f"{wrong}\n", str(wrong), False
+            rows.append({"qid": p.qid, "sample_index": i, "text": text, "answer": answer, "correct": ok})
+    return pd.DataFrame(rows)
+
+
+def test_trajectories_follow_the_recipe():
+    samples = graded(TRAIN)
+    traj = trajectories(TASK, TRAIN, samples, seed=0)
+    assert len(traj) == int(samples.correct.sum())  # one per correct answer
+    by_q = samples.groupby("qid")
+    for row in traj.itertuples():
+        q = by_q.get_group(row.qid)
+        wrong = q.text[~q.correct & q.answer.notna()].tolist()
+        assert 0 <= row.k <= min(MAX_ATTEMPTS, len(wrong)) and len(row.attempts) == row.k
+        assert row.target in set(q.text[q.correct])  # the target is always correct
+        assert all(a in wrong for a in row.attempts)  # never an unparsable answer, never a right one
+        assert len(set(row.attempts)) == row.k  # drawn without replacement
+        if row.k:
+            assert row.attempts[-1] == wrong[closest(row.target, wrong)]
+    assert set(traj.k) == set(range(MAX_ATTEMPTS + 1))  # every k drawn somewhere
+    pd.testing.assert_frame_equal(traj, trajectories(TASK, TRAIN, samples, seed=0))  # deterministic
+
+
+def test_k_is_capped_by_the_wrong_answers_available():
+    samples = graded(TRAIN, per_question=4, right_every=2)  # 2 right, 1 wrong, 1 unparsable per question
+    traj = trajectories(TASK, TRAIN, samples, seed=1)
+    assert traj.k.max() == 1
+
+
+def test_closest_is_by_character_edit_distance():
+    assert closest("12+3=5\n", ["99\n", "12+3=6\n", "12+4=6\n"]) == 1
+
+
+def test_no_test_question_reaches_the_training_data():
+    test = TASK.problems("test", 3, 0)
+    with pytest.raises(ValueError, match="problems"):
+        trajectories(TASK, TRAIN + test, graded(TRAIN + test))
+
+
+@pytest.mark.parametrize("bad", [-1, 5, 1.5])
+def test_more_wrong_attempts_than_four_is_an_error(bad):
+    with pytest.raises(ValueError, match="max_attempts"):
+        trajectories(TASK, TRAIN, graded(TRAIN), max_attempts=bad)
+
+
+def test_a_chain_keeps_the_most_recent_attempts():
+    attempts = [f"a{i}" for i in range(7)]
+    assert chain_context(attempts) == ["a3", "a4", "a5", "a6"]
+    assert chain_context(attempts[:2], 4) == ["a0", "a1"] and chain_context(attempts, 1) == ["a6"]
+    with pytest.raises(ValueError, match="context"):
+        chain_context(attempts, 0)
+
+
+def test_a_budget_is_sequential_times_parallel():
+    for n in (1, 2, 4, 16, 128):
+        for s in (1, 2, 4, 8, 16, 128):
+            if n % s == 0:
+                seq, par = chain_shape(n, s)
+                assert seq * par == n and seq == s
+    with pytest.raises(ValueError, match="sequential"):
+        chain_shape(16, 3)
+    with pytest.raises(ValueError, match="budget"):
+        chain_shape(-4, 2)

@@ -1,0 +1,76 @@
+"""Revision trajectories and chains (paper §6): the revision model's training data and the shape of its chains.
+
+Training data, the paper's recipe: per training question, samples of the base policy at a higher temperature;
+answers without a parsable final answer are dropped; every correct answer is the target of one trajectory whose
+context holds k ~ Uniform{0..max_attempts} wrong answers of the same question (k capped by how many it has), the
+last of them the wrong answer closest to the target by character edit distance (so the model learns to fix a
+near miss), the others drawn at random.
+
+    traj = trajectories(task, problems, samples, max_attempts=4, seed=0)   # qid, attempts, target, k
+    text = task.prompt(problem, traj.attempts[0]) + traj.target[0]        # one training sequence
+
+Chains: a budget of N generations runs P = N / S chains of S sequential attempts each (`chain_shape`); every
+attempt sees the `context` most recent attempts of its chain (`chain_context`).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from rapidfuzz.distance import Levenshtein
+
+from .checks import check, check_int
+from .policy import derive_seed
+
+MAX_ATTEMPTS = 4  # the paper's most previous attempts in a revision model's context
+TRAJECTORY_COLUMNS = ["qid", "attempts", "target", "k"]
+
+
+def closest(target: str, candidates: list[str]) -> int:
+    """Index of the candidate with the smallest character edit distance to `target` (the first on ties)."""
+    check(len(candidates) > 0, "candidates", candidates, "at least one string")
+    distances = [Levenshtein.distance(target, c) for c in candidates]
+    return int(np.argmin(distances))
+
+
+def trajectories(task, problems: list, samples: pd.DataFrame, max_attempts: int = MAX_ATTEMPTS,
+                 seed: int = 0) -> pd.DataFrame:
+    """One row per correct sample of a training question (columns `TRAJECTORY_COLUMNS`): the wrong attempts to put
+    in context before it, oldest first, and the target (the correct sample's text).
+
+    `samples` are graded samples (qid, sample_index, text, answer, correct) of `problems`; every problem must be in
+    the task's training split, so no test question can reach the revision model's training data.
+    """
+    check_int("max_attempts", max_attempts, lo=0)
+    check(max_attempts <= MAX_ATTEMPTS, "max_attempts", max_attempts, f"an int in [0, {MAX_ATTEMPTS}]")
+    test = [p.qid for p in problems if task.split_of(p) != "train"]
+    check(not test, "problems", test[:3], "training-split questions only (these are in the test split)")
+    known = {p.qid for p in problems}
+    parsed = samples[samples.answer.notna() & samples.qid.isin(known)]
+    rows = []
+    for qid, group in parsed.groupby("qid", sort=False):
+        group = group.sort_values("sample_index")
+        right, wrong = group.text[group.correct].tolist(), group.text[~group.correct].tolist()
+        rng = np.random.default_rng(derive_seed(seed, "trajectory", qid))
+        for target in right:
+            k = min(int(rng.integers(0, max_attempts + 1)), len(wrong))
+            attempts = []
+            if k:
+                last = closest(target, wrong)
+                others = [i for i in range(len(wrong)) if i != last]
+                attempts = [wrong[i] for i in rng.choice(others, size=k - 1, replace=False)] + [wrong[last]]
+            rows.append((qid, attempts, target, k))
+    return pd.DataFrame(rows, columns=TRAJECTORY_COLUMNS)
+
+
+def chain_context(previous: list[str], context: int = MAX_ATTEMPTS) -> list[str]:
+    """The attempts a revision sees: the `context` most recent of its chain, oldest first."""
+    check_int("context", context, lo=1)
+    return list(previous[-context:])
+
+
+def chain_shape(budget: int, sequential: int) -> tuple[int, int]:
+    """(S, P): `sequential` attempts per chain and budget / sequential chains in parallel, S·P = budget exactly."""
+    check_int("budget", budget)
+    check_int("sequential", sequential)
+    check(budget % sequential == 0, "sequential", sequential, f"a divisor of the budget {budget}")
+    return sequential, budget // sequential
