@@ -23,7 +23,7 @@ def graded(problems, per_question=12, right_every=3):
                 text, answer, ok = "garbage", None, False
             else:
                 wrong = (int(p.answer) + i) % 10
-                text, answer, ok = right[:-2 - i % 3] + "x" * (i % 3) + f"{wrong}\n", str(wrong), False
+                text, answer, ok = right[:-2 - i % 3] + "0" * (i % 3) + f"{wrong}\n", str(wrong), False
             rows.append({"qid": p.qid, "sample_index": i, "text": text, "answer": answer, "correct": ok})
     return pd.DataFrame(rows)
 

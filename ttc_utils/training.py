@@ -57,7 +57,7 @@ class TrainConfig:
         return self.learning_rate * (smallest_hidden / hidden if self.lr_scaling == "1/width" else 1.0)
 
 
-class _Corpus(torch.utils.data.Dataset):
+class Corpus(torch.utils.data.Dataset):
     """Problems as token ids; `prompt_len` tokens at the start of each are the question (no loss)."""
 
     def __init__(self, ids: list[list[int]], prompt_lens: list[int]):
@@ -175,7 +175,7 @@ def train_policy(size: ModelSize, corpus: tuple[list[list[int]], list[int]], tok
         # bf16 autocast: matmuls in bf16 (AMX / AVX512-BF16 on recent x86 CPUs), weights and optimizer in fp32.
         bf16=cfg.precision == "bf16",
     )
-    trainer = Trainer(model=model, args=args, train_dataset=_Corpus(ids, prompt_lens),
+    trainer = Trainer(model=model, args=args, train_dataset=Corpus(ids, prompt_lens),
                       data_collator=collate_solution_loss(tokenizer.pad_token_id), callbacks=[log])
     t0 = time.perf_counter()
     trainer.train()

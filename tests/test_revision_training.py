@@ -1,0 +1,48 @@
+"""The revision model: loss on the correct attempt only, the checkpoint right after the lowest validation loss."""
+import pytest
+from test_revisions import TRAIN, graded
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from ttc_utils.cache import Cache
+from ttc_utils.model_spec import ModelSpec
+from ttc_utils.revision_training import (
+    RevisionTrainConfig,
+    chosen_evaluation,
+    revision_examples,
+    train_record,
+    train_revision_model,
+)
+from ttc_utils.revisions import trajectories
+from ttc_utils.tasks.arithmetic import ArithmeticTask
+from ttc_utils.training import collate_solution_loss
+
+TASK = ArithmeticTask()
+
+
+@pytest.mark.parametrize("losses,kept", [([3, 2, 1], 2), ([3, 1, 2, 4], 2), ([1, 2, 3], 1), ([5], 0)])
+def test_the_checkpoint_is_the_evaluation_after_the_lowest(losses, kept):
+    assert chosen_evaluation(losses) == kept
+
+
+def test_the_loss_is_on_the_correct_attempt_only(tiny_policy_dir):
+    tok = AutoTokenizer.from_pretrained(tiny_policy_dir)
+    traj = trajectories(TASK, TRAIN, graded(TRAIN), seed=0)
+    ids, context = revision_examples(TASK, TRAIN, traj, tok)
+    by_qid = {p.qid: p for p in TRAIN}
+    for row, x, n in zip(traj.itertuples(), ids, context):
+        assert tok.decode(x[1:n]) == TASK.prompt(by_qid[row.qid], row.attempts)  # bos + question + attempts
+        assert tok.decode(x[n:-1]) == row.target
+    batch = collate_solution_loss(tok.pad_token_id)([{"input_ids": ids[0], "prompt_len": context[0]}])
+    assert int((batch["labels"] != -100).sum()) == len(ids[0]) - context[0]  # target tokens and eos
+
+
+def test_a_revision_model_trains_and_is_cached(tiny_policy_dir, tmp_path):
+    cache = Cache(tmp_path)
+    traj = trajectories(TASK, TRAIN, graded(TRAIN), seed=0)
+    cfg = RevisionTrainConfig(batch_size=16, epochs=2, eval_every=2)
+    spec = train_revision_model(cache, ModelSpec(str(tiny_policy_dir)), TASK, TRAIN, traj, cfg, disable_tqdm=True)
+    record = train_record(spec.path)
+    assert record["chosen_step"] >= record["lowest_eval_step"] and record["trajectories"] > 0
+    AutoModelForCausalLM.from_pretrained(spec.path)  # standard format
+    again = train_revision_model(cache, ModelSpec(str(tiny_policy_dir)), TASK, TRAIN, traj, cfg, disable_tqdm=True)
+    assert again.path == spec.path and train_record(again.path) == record

@@ -1,0 +1,126 @@
+"""Fine-tuning the revision model (paper §6.1): the base policy trained on revision trajectories with the `Trainer`.
+
+Each example is the question, the trajectory's wrong attempts in context (`task.prompt(problem, attempts)`), then
+the correct attempt; the loss is on the correct attempt only. The paper kept the checkpoint "slightly after" the
+validation loss started to rise (the revision model then revises more often); here the loss is evaluated on held-out
+training questions every `eval_every` steps and the checkpoint of the evaluation right after the lowest one is kept
+(the lowest itself when it is the last).
+
+    spec = train_revision_model(cache, ModelSpec(base_path), task, problems, traj, RevisionTrainConfig())
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+
+from .cache import Cache, content_key
+from .checks import check, check_int, check_positive
+from .model_spec import ModelSpec
+from .training import Corpus, collate_solution_loss
+
+
+@dataclass(frozen=True)
+class RevisionTrainConfig:
+    learning_rate: float = 3e-4  # AdamW peak rate (constant after warm-up): a fine-tune, below the pretraining rate
+    batch_size: int = 32  # trajectories per optimizer step
+    epochs: int = 3  # passes over the trajectories; the checkpoint is chosen from the evaluations along the way
+    eval_every: int = 50  # optimizer steps between validation losses (and checkpoints)
+    eval_fraction: float = 0.1  # share of the training questions held out for the validation loss
+    warmup_steps: int = 20
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("batch_size", "epochs", "eval_every"):
+            check_int(name, getattr(self, name))
+        check_positive("learning_rate", self.learning_rate)
+        check(0 < self.eval_fraction < 1, "eval_fraction", self.eval_fraction, "a float in (0, 1)")
+
+
+def revision_examples(task, problems: list, traj: pd.DataFrame, tokenizer) -> tuple[list[list[int]], list[int]]:
+    """(token ids, context lengths) of every trajectory: bos + question + attempts + target + eos, and how many of
+    those tokens are context (no loss)."""
+    by_qid = {p.qid: p for p in problems}
+    contexts = [task.prompt(by_qid[q], list(a)) for q, a in zip(traj.qid, traj.attempts)]
+    texts = [c + t for c, t in zip(contexts, traj.target)]
+    ids = [row + [tokenizer.eos_token_id] for row in tokenizer(texts).input_ids]
+    return ids, [len(r) for r in tokenizer(contexts).input_ids]
+
+
+def chosen_evaluation(eval_losses: list[float]) -> int:
+    """Index of the kept evaluation: the one right after the lowest validation loss (the lowest if it is the last)."""
+    check(len(eval_losses) > 0, "eval_losses", eval_losses, "at least one evaluation")
+    best = int(np.argmin(eval_losses))
+    return min(best + 1, len(eval_losses) - 1)
+
+
+def train_revision_model(cache: Cache, base: ModelSpec, task, problems: list, traj: pd.DataFrame,
+                         cfg: RevisionTrainConfig, disable_tqdm: bool | None = None) -> ModelSpec:
+    """Fine-tune (or reuse from the cache) the causal LM `base` on the trajectories `traj` of `problems`;
+    returns the revision model's spec. Its folder holds `train_record.json` and `log_history.parquet`."""
+    check(len(traj) > 0, "traj", len(traj), "at least one trajectory (no training question had a correct sample)")
+    key = {"base": base.key(), "task": task.name, "train": asdict(cfg),
+           "trajectories": content_key({"qid": traj.qid.tolist(), "attempts": [list(a) for a in traj.attempts],
+                                        "target": traj.target.tolist()})}
+    with cache.model_dir("revision-model", key) as (final, work):
+        if work is not None:
+            _train(base, task, problems, traj, cfg, work, disable_tqdm)
+    return ModelSpec(str(final), device=base.device, dtype=base.dtype, param=base.param)
+
+
+def _train(base: ModelSpec, task, problems, traj, cfg: RevisionTrainConfig, out_dir: Path, disable_tqdm):
+    tokenizer = AutoTokenizer.from_pretrained(base.path, revision=base.revision)
+    model = AutoModelForCausalLM.from_pretrained(base.path, revision=base.revision)
+    ids, context = revision_examples(task, problems, traj, tokenizer)
+    qids = np.array(sorted(traj.qid.unique()))
+    held = set(np.random.default_rng(cfg.seed).choice(qids, max(1, round(cfg.eval_fraction * len(qids))),
+                                                      replace=False))
+    is_held = traj.qid.isin(held).to_numpy()
+    split = {h: ([i for i, m in zip(ids, is_held) if m == h], [c for c, m in zip(context, is_held) if m == h])
+             for h in (True, False)}
+    steps = cfg.epochs * -(-len(split[False][0]) // cfg.batch_size)
+    eval_every = min(cfg.eval_every, max(1, steps // 4))  # at least a few evaluations to choose from
+    args = TrainingArguments(
+        output_dir=str(out_dir / "trainer"), per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=256,
+        num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
+        lr_scheduler_type="constant_with_warmup", weight_decay=0.01, max_grad_norm=1.0,
+        eval_strategy="steps", eval_steps=eval_every, save_strategy="steps", save_steps=eval_every,
+        save_only_model=True, prediction_loss_only=True, logging_steps=eval_every, report_to="none",
+        use_cpu=base.device == "cpu", seed=cfg.seed, data_seed=cfg.seed, dataloader_num_workers=0,
+        remove_unused_columns=False, disable_tqdm=disable_tqdm,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=Corpus(*split[False]), eval_dataset=Corpus(*split[True]),
+                      data_collator=collate_solution_loss(tokenizer.pad_token_id))
+    t0 = time.perf_counter()
+    trainer.train()
+    wall = time.perf_counter() - t0
+    history = pd.DataFrame(trainer.state.log_history)
+    evals = history.dropna(subset=["eval_loss"]).reset_index(drop=True)
+    kept = chosen_evaluation(evals.eval_loss.tolist())
+    step = int(evals.step[kept])
+    chosen = AutoModelForCausalLM.from_pretrained(out_dir / "trainer" / f"checkpoint-{step}")
+    chosen.config.use_cache = True
+    chosen.config.max_position_embeddings = max(chosen.config.max_position_embeddings, max(map(len, ids)))
+    shutil.rmtree(out_dir / "trainer", ignore_errors=True)
+    chosen.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    record = {"trajectories": len(split[False][0]), "eval_trajectories": len(split[True][0]),
+              "held_out_questions": len(held), "steps": int(trainer.state.global_step), "eval_every": eval_every,
+              "lowest_eval_step": int(evals.step[int(np.argmin(evals.eval_loss))]), "chosen_step": step,
+              "chosen_eval_loss": float(evals.eval_loss[kept]), "lowest_eval_loss": float(evals.eval_loss.min()),
+              "tokens_per_epoch": sum(map(len, split[False][0])), "wall_s": wall, "learning_rate": cfg.learning_rate,
+              "attempts_in_context": traj.k.value_counts().sort_index().to_dict()}
+    (out_dir / "train_record.json").write_text(json.dumps({k: (v if not isinstance(v, dict) else
+                                                               {str(a): int(b) for a, b in v.items()})
+                                                           for k, v in record.items()}, indent=1))
+    history.to_parquet(out_dir / "log_history.parquet", index=False)
+
+
+def train_record(path: str) -> dict:
+    return json.loads((Path(path) / "train_record.json").read_text())
