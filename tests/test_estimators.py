@@ -336,3 +336,11 @@ def test_curve_summary():
     expected = curve.groupby("budget").accuracy.mean().to_numpy()
     np.testing.assert_allclose(summary.accuracy, expected)
     pd.testing.assert_frame_equal(summary, curve_summary(curve, seed=0))
+
+
+def test_weighted_winner_is_the_answer_with_the_largest_score_sum():
+    from ttc_utils.estimators import weighted_winner
+    rng = np.random.default_rng(0)
+    assert weighted_winner(["a", "b", "a"], [0.2, 0.5, 0.4], rng) == 0  # "a": 0.6 beats "b": 0.5
+    assert weighted_winner([None, "b", "a"], [np.nan, 0.5, 0.4], rng) == 1
+    assert weighted_winner([None, None], [np.nan, np.nan], rng) is None

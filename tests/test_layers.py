@@ -15,7 +15,7 @@ LAYERS = [
     {"tasks", "tasks.arithmetic", "tasks.math", "models"},
     {"transformers_policy", "token_verifier", "value_head", "registry", "training"},
     {"sampling", "labels", "verifier_training", "scoring", "search", "evaluation", "verifier_quality", "revisions",
-     "revision_training"},
+     "revision_training", "chains"},
     {"results", "findings"},
     {"validity"},
     {"config"},

@@ -322,6 +322,22 @@ def best_of_n_weighted(answers, correct, scores, rng) -> bool:
     return _select_one("best_of_n_weighted", answers, correct, scores, rng)
 
 
+def weighted_winner(answers, scores, rng) -> int | None:
+    """Index of a sample that holds the best-of-N weighted answer (the one whose scores add up to the most; ties
+    uniformly at random), or None when no sample has an answer. For selections in stages, e.g. within each
+    revision chain before choosing across chains."""
+    rng = _check_rng(rng)
+    codes = _encode(answers)
+    if codes.max(initial=-1) < 0:
+        return None
+    scores = _as_scores("scores", scores, codes)
+    whole = codes[None, :]
+    counts = _per_answer_sum(whole, codes.max() + 1)
+    sums = _per_answer_sum(whole, codes.max() + 1, np.where(whole >= 0, scores[None, :], 0.0))
+    winner, _ = _pick_max(sums, counts > 0, rng)
+    return int(np.flatnonzero(codes == winner[0])[0])
+
+
 RULES: dict[str, Callable[..., bool]] = {
     "majority": majority,
     "best_of_n": best_of_n,

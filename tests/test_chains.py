@@ -1,0 +1,107 @@
+"""Revision chains: the pool's shape, what each attempt sees, caching, and selection from S x P."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from ttc_utils.cache import Cache
+from ttc_utils.chains import chain_accuracy, pool_lengths, ratio_shapes, sample_chains
+from ttc_utils.model_spec import ModelSpec
+from ttc_utils.policy import SAMPLE_COLUMNS, SamplingParams
+from ttc_utils.registry import register_policy_backend
+from ttc_utils.tasks.arithmetic import ArithmeticTask
+
+TASK = ArithmeticTask()
+TEST = TASK.problems("test", 5, 0)
+
+
+class RevisingPolicy:
+    """Answers right once it has seen two previous attempts; records every prompt."""
+    name, non_embedding_params, calls = "revising", 0, []
+
+    def __init__(self, spec, batch_size=512, progress=True):
+        pass
+
+    def sample(self, prompts, params, seed):
+        RevisingPolicy.calls.append(list(prompts))
+        rows = []
+        for i, p in enumerate(prompts):
+            prob = next(q for q in TEST if p.startswith(q.prompt))
+            seen = p[len(prob.prompt):].count("A:")
+            answer = prob.answer if seen >= 2 else (int(prob.answer) + 1 + seen) % 10
+            rows.append((i, 0, f"A:{answer}\n", 4, "stop", len(p)))
+        return pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
+
+
+@pytest.fixture
+def policy():
+    register_policy_backend("revising", RevisingPolicy)
+    RevisingPolicy.calls = []
+    return ModelSpec("fake/revising", backend="revising", revision="2" * 40, param="policy_path")
+
+
+def test_a_pool_serves_every_shape_with_the_fewest_attempts():
+    shapes = [(1, 8), (2, 4), (4, 2), (8, 1)]
+    assert pool_lengths(shapes) == [8, 4, 2, 2, 1, 1, 1, 1]
+    assert pool_lengths(shapes, min_chains=3, min_length=6) == [8, 6, 6, 2, 1, 1, 1, 1]
+    assert sum(pool_lengths([(s, 128 // s) for s in (1, 2, 4, 8, 16, 32, 64, 128)])) == 576
+
+
+def test_every_attempt_sees_the_most_recent_attempts_of_its_chain(policy, tmp_path):
+    lengths = [7, 3]
+    chains = sample_chains(Cache(tmp_path), policy, TASK, TEST, lengths, SamplingParams(), seed=0, context=4,
+                           progress=False)
+    assert len(chains) == len(TEST) * sum(lengths)
+    assert chains.groupby(["qid", "chain"]).step.max().tolist() == lengths * len(TEST)
+    prompts = [p for call in RevisingPolicy.calls for p in call]
+    q = TEST[0]
+    mine = [p for p in prompts if p.startswith(q.prompt)]
+    seen = [p[len(q.prompt):].count("A:") for p in mine]
+    assert max(seen) == 4  # never more than `context` attempts
+    first = chains[(chains.qid == q.qid) & (chains.chain == 0)].sort_values("step")
+    assert mine[-1] == TASK.prompt(q, first.text.tolist()[-5:-1])  # the 4 most recent, oldest first
+    acc = chains.groupby("step").correct.mean()
+    assert acc[1] == 0 and acc[3] == 1  # a revision uses what came before it
+    calls = len(RevisingPolicy.calls)
+    again = sample_chains(Cache(tmp_path), policy, TASK, TEST, lengths, SamplingParams(), seed=0, context=4,
+                          progress=False)
+    assert len(RevisingPolicy.calls) == calls  # cached: no model call
+    pd.testing.assert_frame_equal(chains, again)
+
+
+def table(rows):
+    return pd.DataFrame(rows, columns=["qid", "chain", "step", "answer", "correct", "score"])
+
+
+def test_majority_votes_over_every_attempt_of_every_chain():
+    t = table([("q", 0, 1, "2", False, 0.9), ("q", 0, 2, "2", False, 0.9), ("q", 1, 1, "1", True, 0.1),
+               ("q", 1, 2, "1", True, 0.1), ("q", 2, 1, "1", True, 0.0), ("q", 2, 2, "3", False, 0.0)])
+    assert chain_accuracy(t, 2, 1, "majority", seed=0).correct.tolist() == [False]  # "2", "2"
+    assert chain_accuracy(t, 2, 3, "majority", seed=0).correct.tolist() == [True]  # 3 x "1" vs 2 x "2"
+    assert chain_accuracy(t, 1, 3, "majority", seed=0).correct.tolist() == [True]  # "2", "1", "1"
+    assert chain_accuracy(t, 2, 3, "majority", seed=0).generations.tolist() == [6]
+
+
+def test_weighted_selection_is_within_chains_then_across():
+    # chain 0 prefers "2" (0.9), chain 1 prefers "1" (0.6 + 0.5), chain 2 prefers "1"; across: "1" (0.6 + 0.7)
+    t = table([("q", 0, 1, "2", False, 0.9), ("q", 0, 2, "1", True, 0.3),
+               ("q", 1, 1, "1", True, 0.6), ("q", 1, 2, "1", True, 0.5), ("q", 2, 1, "1", True, 0.7),
+               ("q", 2, 2, "3", False, 0.2)])
+    assert chain_accuracy(t, 2, 3, "best_of_n_weighted", seed=0, score_col="score").correct.tolist() == [True]
+    # with chain 0 alone, its winner "2" is wrong
+    assert chain_accuracy(t, 2, 1, "best_of_n_weighted", seed=0, score_col="score").correct.tolist() == [False]
+
+
+def test_a_shape_the_pool_cannot_serve_is_an_error():
+    t = table([("q", 0, 1, "1", True, 0.1)])
+    with pytest.raises(ValueError, match="chains"):
+        chain_accuracy(t, 2, 1, "majority", seed=0)
+    with pytest.raises(ValueError, match="score_col"):
+        chain_accuracy(t, 1, 1, "best_of_n_weighted", seed=0)
+
+
+def test_ratio_shapes_keep_integer_shapes_only():
+    shapes = ratio_shapes([16, 128], [1 / 16, 1, 16, 2])
+    assert (4, 4, 1) in shapes and (1, 16, 1 / 16) in shapes and (16, 1, 16) in shapes
+    assert all(s * p == n for (s, p, _), n in zip(shapes, [16, 16, 16, 128]))
+    assert not any(s * p == 16 and r == 2 for s, p, r in shapes)  # sqrt(32) is not an integer
+    assert np.isclose([r for s, p, r in shapes if s * p == 128][0], 2)  # 128: S=16, P=8

@@ -1,0 +1,115 @@
+"""Revision chains (paper §6.2): sampling them, cached, and selecting an answer from S sequential x P parallel.
+
+A chain is a sequence of attempts at one question; attempt t sees the `context` most recent attempts before it
+(`revisions.chain_context`). One pool of chains of possibly different lengths serves every (S, P) at once: the
+configuration with S sequential attempts and P parallel chains reads the first S attempts of the first P chains, so
+chain c only needs to be as long as the longest S whose P exceeds c (`pool_lengths`), and the configurations of
+one question share their samples (paired comparisons).
+
+    lengths = pool_lengths(budgets=[1, 2, 4, ..., 128], ratios=[...], min_chains=4, min_length=64)
+    chains = sample_chains(cache, revision_spec, task, problems, lengths, params, seed=0)   # qid, chain, step, ...
+    acc = chain_accuracy(chains, sequential=8, parallel=16, rule="best_of_n_weighted", score_col="score", seed=0)
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+
+import numpy as np
+import pandas as pd
+
+from .cache import Cache, content_key
+from .checks import check, check_choice, check_int
+from .estimators import select, weighted_winner
+from .policy import SamplingParams, derive_seed
+from .registry import Lazy, load_policy
+from .revisions import MAX_ATTEMPTS, chain_context, chain_shape
+from .sampling import grade_samples, question_chunks
+
+CHAIN_RULES = ("majority", "best_of_n_weighted")
+
+
+def pool_lengths(shapes: list[tuple[int, int]], min_chains: int = 0, min_length: int = 0) -> list[int]:
+    """Length of each chain of a pool that serves every (S, P) in `shapes`, plus `min_chains` chains of at least
+    `min_length` attempts (e.g. for pass@1 at each revision step)."""
+    chains = max([p for _, p in shapes] + [min_chains])
+    return [max([s for s, p in shapes if p > c] + ([min_length] if c < min_chains else []) + [0])
+            for c in range(chains)]
+
+
+def sample_chains(cache: Cache, policy, task, problems: list, lengths: list[int], params: SamplingParams, seed: int,
+                  context: int = MAX_ATTEMPTS, questions_per_chunk: int = 32, batch_size: int = 512,
+                  progress: bool = True) -> pd.DataFrame:
+    """Chain c of every question gets `lengths[c]` attempts by the `ModelSpec` `policy`; one row per attempt: qid,
+    the task's features, chain, step (1-based), text, num_tokens, prompt_tokens, finish_reason, answer, correct,
+    seed. Every step of a chunk of questions is one batched call over all its live chains; chunks are cached, so
+    a killed run resumes at its last unfinished chunk."""
+    check(isinstance(lengths, list) and len(lengths) > 0 and all(isinstance(n, int) and n >= 0 for n in lengths),
+          "lengths", lengths, "a non-empty list of ints >= 0 (attempts per chain)")
+    check_int("context", context)
+    chunks = question_chunks(problems, questions_per_chunk)
+    one = replace(params, n=1)
+    key = {"policy": policy.key(), "task": task.name, "questions": content_key([p.qid for p in problems]),
+           "sampling": asdict(one), "lengths": lengths, "context": context, "seed": seed,
+           "questions_per_chunk": questions_per_chunk, "batch_size": batch_size}
+    model = Lazy(lambda: load_policy(policy, batch_size=batch_size, progress=False))
+
+    def compute(i: int) -> pd.DataFrame:
+        chunk, frames = chunks[i], []
+        history: dict[tuple[int, int], list[str]] = {}
+        for t in range(max(lengths)):
+            live = [(q, c) for q in range(len(chunk)) for c, n in enumerate(lengths) if n > t]
+            prompts = [task.prompt(chunk[q], chain_context(history.get((q, c), []), context)) for q, c in live]
+            out = model.get().sample(prompts, one, seed=derive_seed(seed, "chunk", i, "step", t))
+            graded = grade_samples(task, out.assign(prompt_index=range(len(live))), [chunk[q] for q, _ in live])
+            for (q, c), text in zip(live, out.text):
+                history.setdefault((q, c), []).append(text)
+            frames.append(graded.drop(columns="sample_index").assign(chain=[c for _, c in live], step=t + 1))
+        return pd.concat(frames, ignore_index=True).assign(seed=seed)
+
+    return cache.chunked("chains", key, len(chunks), compute,
+                         desc=f"revision chains ({len(problems)} questions)" if progress else None)
+
+
+def chain_accuracy(chains: pd.DataFrame, sequential: int, parallel: int, rule: str, seed: int,
+                   score_col: str | None = None) -> pd.DataFrame:
+    """Per question, whether the answer selected from the first `sequential` attempts of the first `parallel` chains
+    is correct. "majority": one vote per attempt over all S·P. "best_of_n_weighted" (hierarchical, the paper's):
+    within each chain the best-of-N weighted answer, then best-of-N weighted across the chains' winners, each
+    winner weighted by the highest score its answer got in its chain. Columns: qid, correct, generations (S·P)."""
+    check_choice("rule", rule, CHAIN_RULES)
+    check_int("sequential", sequential)
+    check_int("parallel", parallel)
+    check(rule == "majority" or (score_col is not None and score_col in chains), "score_col", score_col,
+          f"a column of verifier scores (rule {rule!r} needs one)")
+    part = chains[(chains.step <= sequential) & (chains.chain < parallel)]
+    have = part.groupby("qid").size()
+    short = have[have < sequential * parallel]
+    check(short.empty, "chains", f"{len(short)} questions with fewer than {sequential * parallel} attempts",
+          f"a pool with {parallel} chains of >= {sequential} attempts (see pool_lengths)")
+    rows = []
+    for qid, q in part.groupby("qid", sort=False):
+        rng = np.random.default_rng(derive_seed(seed, "chains", qid, sequential, parallel, rule))
+        if rule == "majority":
+            ok = select("majority", q.answer, q.correct.to_numpy(), None, rng)
+        else:
+            winners = []
+            for _, c in q.groupby("chain", sort=True):
+                w = weighted_winner(c.answer, c[score_col].to_numpy(), rng)
+                if w is not None:
+                    same = c.answer.to_numpy() == c.answer.iloc[w]
+                    winners.append((c.answer.iloc[w], bool(c.correct.iloc[w]), float(c[score_col][same].max())))
+            ok = bool(winners) and select("best_of_n_weighted", pd.Series([w[0] for w in winners], dtype=object),
+                                          np.array([w[1] for w in winners]), np.array([w[2] for w in winners]), rng)
+        rows.append((qid, bool(ok), sequential * parallel))
+    return pd.DataFrame(rows, columns=["qid", "correct", "generations"])
+
+
+def ratio_shapes(budgets: list[int], ratios: list[float]) -> list[tuple[int, int, float]]:
+    """(S, P, ratio) for every budget and sequential/parallel ratio S/P with integer S, P and S·P = budget."""
+    out = []
+    for n in budgets:
+        for r in ratios:
+            s = float(np.sqrt(n * r))
+            if abs(s - round(s)) < 1e-9 and round(s) >= 1 and n % round(s) == 0:
+                out.append((*chain_shape(n, round(s)), r))
+    return out
