@@ -105,3 +105,14 @@ def test_ratio_shapes_keep_integer_shapes_only():
     assert all(s * p == n for (s, p, _), n in zip(shapes, [16, 16, 16, 128]))
     assert not any(s * p == 16 and r == 2 for s, p, r in shapes)  # sqrt(32) is not an integer
     assert np.isclose([r for s, p, r in shapes if s * p == 128][0], 2)  # 128: S=16, P=8
+
+
+def test_a_chain_stops_revising_once_the_verifier_is_confident():
+    from ttc_utils.chains import revise_until_confident
+    t = table([("q", 0, 1, "2", False, 0.3), ("q", 0, 2, "1", True, 0.95), ("q", 0, 3, "2", False, 0.99),
+               ("q", 1, 1, "3", False, 0.2), ("q", 1, 2, "3", False, 0.4), ("q", 1, 3, "3", False, 0.5)])
+    out = revise_until_confident(t, "score", 0.9, sequential=3, parallel=2, seed=0)
+    assert out.generations.tolist() == [2 + 3]  # chain 0 stops at its second attempt, chain 1 never does
+    assert out.correct.tolist() == [True]  # "1" (0.95) beats "3" (0.5)
+    never = revise_until_confident(t, "score", 1.1, sequential=3, parallel=2, seed=0)
+    assert never.generations.tolist() == [6] and never.correct.tolist() == [False]  # "2" (0.99) vs "3" (0.5)

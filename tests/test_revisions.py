@@ -86,3 +86,20 @@ def test_a_budget_is_sequential_times_parallel():
         chain_shape(16, 3)
     with pytest.raises(ValueError, match="budget"):
         chain_shape(-4, 2)
+
+
+def test_orm_labels_read_each_attempt_after_the_attempts_it_saw():
+    from ttc_utils.revisions import orm_labels
+    p = TRAIN[0]
+    right = "".join(s + "\n" for s in p.steps) + f"A:{p.answer}\n"
+    texts = ["A:1\n", "garbage", "A:2\n", "A:3\n", "A:4\n", right]
+    chains = pd.DataFrame({"qid": p.qid, "chain": 0, "step": range(1, 7), "text": texts,
+                           "answer": ["1", None, "2", "3", "4", str(p.answer)], "correct": [False] * 5 + [True]})
+    labels = orm_labels(TASK, TRAIN, chains, context=4)
+    assert len(labels) == 5  # the unparsable attempt is dropped
+    last = labels.iloc[-1]
+    assert last.prompt == TASK.prompt(p, texts[1:5]) and last.correct  # the 4 attempts before it, oldest first
+    assert last.targets == [1.0] * len(TASK.split_steps(right))
+    assert labels.iloc[0].prompt == p.prompt  # the first attempt saw none
+    alone = orm_labels(TASK, TRAIN, chains, history=False)
+    assert (alone.prompt == p.prompt).all()

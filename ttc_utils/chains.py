@@ -113,3 +113,27 @@ def ratio_shapes(budgets: list[int], ratios: list[float]) -> list[tuple[int, int
             if abs(s - round(s)) < 1e-9 and round(s) >= 1 and n % round(s) == 0:
                 out.append((*chain_shape(n, round(s)), r))
     return out
+
+
+def revise_until_confident(chains: pd.DataFrame, score_col: str, threshold: float, sequential: int, parallel: int,
+                           seed: int) -> pd.DataFrame:
+    """"Revise only when the verifier doubts": each of the first `parallel` chains stops at its first attempt that
+    scores >= `threshold` (or after `sequential` attempts); best-of-N weighted then picks across the chains' last
+    attempts. Columns: qid, correct, generations (attempts actually made, <= S·P)."""
+    check_int("sequential", sequential)
+    check_int("parallel", parallel)
+    check(score_col in chains, "score_col", score_col, "a column of verifier scores")
+    part = chains[(chains.step <= sequential) & (chains.chain < parallel)].sort_values(["qid", "chain", "step"])
+    rows = []
+    for qid, q in part.groupby("qid", sort=False):
+        last, used = [], 0
+        for _, c in q.groupby("chain", sort=True):
+            sure = np.flatnonzero(c[score_col].to_numpy() >= threshold)
+            stop = int(sure[0]) if len(sure) else len(c) - 1
+            used += stop + 1
+            last.append(c.iloc[stop])
+        rng = np.random.default_rng(derive_seed(seed, "confident", qid, sequential, parallel, threshold))
+        ok = select("best_of_n_weighted", pd.Series([r.answer for r in last], dtype=object),
+                    np.array([bool(r.correct) for r in last]), np.array([float(r[score_col]) for r in last]), rng)
+        rows.append((qid, bool(ok), used))
+    return pd.DataFrame(rows, columns=["qid", "correct", "generations"])

@@ -10,7 +10,9 @@ near miss), the others drawn at random.
     text = task.prompt(problem, traj.attempts[0]) + traj.target[0]        # one training sequence
 
 Chains: a budget of N generations runs P = N / S chains of S sequential attempts each (`chain_shape`); every
-attempt sees the `context` most recent attempts of its chain (`chain_context`).
+attempt sees the `context` most recent attempts of its chain (`chain_context`). The revision ORM learns from the
+revision model's own chains, reading each attempt after the attempts it saw (`orm_labels`; `history=False` for the
+ablation that reads the attempt alone).
 """
 from __future__ import annotations
 
@@ -74,3 +76,23 @@ def chain_shape(budget: int, sequential: int) -> tuple[int, int]:
     check_int("sequential", sequential)
     check(budget % sequential == 0, "sequential", sequential, f"a divisor of the budget {budget}")
     return sequential, budget // sequential
+
+
+def orm_labels(task, problems: list, chains: pd.DataFrame, context: int = MAX_ATTEMPTS, history: bool = True
+               ) -> pd.DataFrame:
+    """Training rows for an outcome verifier over chains (qid, chain, step, text, correct): qid, prompt (the question
+    and, with `history`, the `context` attempts before this one), completion (cut after its answer step), correct,
+    and targets (one per step, the final correctness: what `verifier_training` reads for an ORM). Attempts without
+    a parsable answer are left out, as in the PRM's labels."""
+    by_qid = {p.qid: p for p in problems}
+    rows = []
+    for (qid, _), c in chains.sort_values(["qid", "chain", "step"]).groupby(["qid", "chain"], sort=False):
+        texts = c.text.tolist()
+        for t, (text, answer, correct) in enumerate(zip(texts, c.answer, c.correct)):
+            if answer is None or pd.isna(answer):
+                continue
+            completion = task.through_answer(text)
+            before = chain_context(texts[:t], context) if history and t else []
+            rows.append((qid, task.prompt(by_qid[qid], before), completion, bool(correct),
+                         [float(correct)] * len(task.split_steps(completion))))
+    return pd.DataFrame(rows, columns=["qid", "prompt", "completion", "correct", "targets"])
