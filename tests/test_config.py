@@ -291,3 +291,20 @@ def test_every_claim_of_notebook_02_names_settings_the_plan_or_the_results_table
     for claim in claims(cfg, plan):
         for arm in [claim.better, claim.worse, *(claim.then or ())]:
             assert arm.setting in selection or (arm.setting, arm.budget) in runs, (claim.finding, arm)
+
+
+@pytest.mark.parametrize("name,value", [
+    ("revision_context", 0), ("revision_context", 5), ("revision_max_budget", 48), ("revision_samples", 0),
+    ("revision_test_questions", 401), ("revision_seeds", 0), ("revision_learning_rate", -1.0),
+    ("train_precision", "fp16"), ("lr_scaling", "sqrt"),
+])
+def test_bad_revision_parameter_is_a_clear_error_naming_it(name, value):
+    from ttc_utils.config import RevisionNotebookConfig
+    with pytest.raises(ValueError, match=name):
+        RevisionNotebookConfig(**{name: value})
+
+
+def test_the_ratio_sweep_covers_every_power_of_two_shape():
+    from ttc_utils.config import RevisionNotebookConfig
+    shapes = RevisionNotebookConfig(revision_max_budget=8).revision_shapes()
+    assert shapes == [(1, 1), (1, 2), (2, 1), (1, 4), (2, 2), (4, 1), (1, 8), (2, 4), (4, 2), (8, 1)]

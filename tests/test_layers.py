@@ -19,7 +19,7 @@ LAYERS = [
     {"results", "findings"},
     {"validity"},
     {"config"},
-    {"stages", "stages.common", "stages.world", "stages.pool", "stages.prm_search"},
+    {"stages", "stages.common", "stages.world", "stages.pool", "stages.prm_search", "stages.revisions"},
     {"run", "figure_diff"},
 ]
 

@@ -33,6 +33,7 @@ from .cache import Cache
 from .checks import check, check_choice, check_int, check_positive, is_int, is_power_of_two
 from .model_spec import DEVICE, ModelSpec
 from .models import ModelSize
+from .revisions import MAX_ATTEMPTS
 from .training import LR_SCALINGS, PRECISIONS, TrainConfig
 from .value_head import HEADS
 from .world import WorldConfig, max_problem_tokens
@@ -290,9 +291,44 @@ class SearchSection:
         return powers_of_two(self.max_budget)
 
 
+@dataclass(frozen=True)
+class RevisionSection:
+    """The revision model and its chains (notebook 03, paper §6)."""
+    revision_questions: int = 500  # training-split questions whose base-policy samples make the trajectories
+    revision_samples: int = 64  # samples per such question (the paper: 64)
+    revision_temperature: float = 1.0  # sampling temperature of those samples
+    revision_learning_rate: float = 3e-4  # AdamW peak rate of the revision model's fine-tune
+    revision_epochs: int = 3  # passes over the trajectories (the checkpoint is chosen along the way)
+    revision_test_questions: int = 100  # test questions the chains run on (the first of the test split)
+    revision_chains: int = 4  # chains of revision_steps attempts per question for pass@1 per step (Fig. 6 left)
+    revision_steps: int = 64  # attempts per such chain
+    revision_max_budget: int = 64  # largest budget S x P of the sequential / parallel sweep, a power of two
+    revision_context: int = 4  # most recent previous attempts a revision sees (the paper: 4)
+    revision_seeds: int = 3  # independent samplings of the test chains (findings average each question over them)
+    orm_questions: int = 100  # training-split questions whose revision chains train the revision ORM
+
+    def check(self):
+        for name in ("revision_questions", "revision_samples", "revision_epochs", "revision_test_questions",
+                     "revision_chains", "revision_steps", "revision_seeds", "orm_questions"):
+            check_int(name, getattr(self, name))
+        check_positive("revision_temperature", self.revision_temperature)
+        check_positive("revision_learning_rate", self.revision_learning_rate)
+        check(is_power_of_two(self.revision_max_budget), "revision_max_budget", self.revision_max_budget,
+              "a power of two >= 1")
+        check(is_int(self.revision_context) and 1 <= self.revision_context <= MAX_ATTEMPTS, "revision_context",
+              self.revision_context, f"an int in [1, {MAX_ATTEMPTS}] (the trajectories hold at most that many)")
+
+    def revision_budgets(self) -> list[int]:
+        return powers_of_two(self.revision_max_budget)
+
+    def revision_shapes(self) -> list[tuple[int, int]]:
+        """Every (S sequential, P parallel) with S, P powers of two and S·P a budget: the paper's ratio grid."""
+        return [(s, n // s) for n in self.revision_budgets() for s in powers_of_two(n)]
+
+
 SECTIONS = (RunSection, WorldSection, LadderSection, TestSection, SamplingSection, Pass1Section, ValiditySection,
             PoolSection,
-            LadderEvalSection, ShardSection, PrmSection, SearchSection)
+            LadderEvalSection, ShardSection, PrmSection, SearchSection, RevisionSection)
 
 
 # --- checks across sections: each runs on every config that has all the fields it names ---------------------------
@@ -332,7 +368,13 @@ def _lookahead_affordable(c):
           f"no budget affords k in {never}")
 
 
+def _revisions_fit_test(c):
+    check(c.revision_test_questions <= c.num_test, "revision_test_questions", c.revision_test_questions,
+          f"an int in [1, num_test={c.num_test}] (the chains run on test questions)")
+
+
 CROSS_CHECKS = (
+    (("revision_test_questions", "num_test"), _revisions_fit_test),
     (("num_bins", "num_test"), _bins_fit_test),
     (("search_questions", "num_test"), _search_fits_test),
     (("max_budget", "pool_size"), _budget_fits_pool),
@@ -413,8 +455,16 @@ class PrmSearchNotebookConfig(NotebookConfig, RunSection, WorldSection, LadderSe
     shard, num_shards = 0, 1  # not parameters: the pool is read whole here (notebook 01 shards its sampling)
 
 
+@dataclass(frozen=True, repr=False)
+class RevisionNotebookConfig(NotebookConfig, RunSection, WorldSection, LadderSection, TestSection, SamplingSection,
+                             PoolSection, PrmSection, RevisionSection):
+    """Parameters of notebooks/03_revisions.ipynb (the revision model, sequential vs parallel, the ratio sweep)."""
+
+    shard, num_shards = 0, 1  # not parameters: the pool is read whole here (notebook 01 shards its sampling)
+
+
 NOTEBOOK_CONFIGS = {"00_world": WorldNotebookConfig, "01_difficulty_bins": PoolNotebookConfig,
-                    "02_prm_search": PrmSearchNotebookConfig}
+                    "02_prm_search": PrmSearchNotebookConfig, "03_revisions": RevisionNotebookConfig}
 
 
 def all_parameter_names() -> set[str]:

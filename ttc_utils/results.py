@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .chains import chain_accuracy
 from .estimators import accuracy_curve, curve_summary, pass_at_k_curve
 
 RESULT_COLUMNS = ["method", "setting", "budget", "seed", "qid", "bin", "correct", "generations", "policy_tokens",
@@ -79,9 +80,34 @@ def search_results(runs: pd.DataFrame, bins: pd.DataFrame | None = None, policy_
     return _with_bins(out, bins)
 
 
-def _with_bins(rows: pd.DataFrame, bins: pd.DataFrame | None) -> pd.DataFrame:
+def chain_results(chains: pd.DataFrame, rule: str, shapes: list[tuple[int, int]], seed: int, setting: str,
+                  score_col: str | None = None, bins: pd.DataFrame | None = None, policy_params: int | None = None,
+                  verifier_params: int | None = None, method: str | None = None) -> pd.DataFrame:
+    """Rows of revision chains (`chains.sample_chains`, with `score_col` and `verifier_tokens` where a verifier
+    scored them) selected by `rule` at every (S sequential, P parallel) of `shapes`: budget S·P, the tokens of the
+    S·P attempts read, a verifier call per attempt for a verifier rule. `method` defaults to `rule`."""
+    frames = []
+    uses_verifier = rule in VERIFIER_RULES
+    for s, p in shapes:
+        part = chains[(chains.step <= s) & (chains.chain < p)]
+        cost = part.groupby("qid").agg(policy_tokens=("num_tokens", "sum"), prefill_tokens=("prompt_tokens", "sum"),
+                                       **({"verifier_tokens": ("verifier_tokens", "sum")} if uses_verifier else {}))
+        acc = chain_accuracy(part, s, p, rule, seed, score_col).join(cost, on="qid")
+        frames.append(acc.assign(sequential=s, parallel=p))
+    out = pd.concat(frames, ignore_index=True)
+    if not uses_verifier:
+        out["verifier_tokens"] = 0
+    out = out.assign(method=method or rule, setting=setting, seed=chains.seed.iloc[0] if "seed" in chains else seed,
+                     budget=out.generations, correct=out.correct.astype(float),
+                     verifier_calls=out.generations if uses_verifier else 0)
+    out = out.assign(flops=flops(policy_params, verifier_params, out.policy_tokens, out.prefill_tokens,
+                                 out.verifier_tokens))
+    return _with_bins(out, bins, extra=["sequential", "parallel"])
+
+
+def _with_bins(rows: pd.DataFrame, bins: pd.DataFrame | None, extra: list[str] = ()) -> pd.DataFrame:
     rows = rows.assign(bin=rows.qid.map(bins.set_index("qid").bin) if bins is not None else np.nan)
-    return rows[RESULT_COLUMNS].reset_index(drop=True)
+    return rows[RESULT_COLUMNS + list(extra)].reset_index(drop=True)
 
 
 def accounted(rows: pd.DataFrame, cost: str) -> pd.DataFrame:

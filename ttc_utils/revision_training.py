@@ -79,8 +79,10 @@ def _train(base: ModelSpec, task, problems, traj, cfg: RevisionTrainConfig, out_
     model = AutoModelForCausalLM.from_pretrained(base.path, revision=base.revision)
     ids, context = revision_examples(task, problems, traj, tokenizer)
     qids = np.array(sorted(traj.qid.unique()))
-    held = set(np.random.default_rng(cfg.seed).choice(qids, max(1, round(cfg.eval_fraction * len(qids))),
-                                                      replace=False))
+    check(len(qids) >= 2, "traj", f"trajectories of {len(qids)} question(s)",
+          "trajectories of >= 2 questions (one is held out for the validation loss): sample more questions")
+    n_held = min(len(qids) - 1, max(1, round(cfg.eval_fraction * len(qids))))
+    held = set(np.random.default_rng(cfg.seed).choice(qids, n_held, replace=False))
     is_held = traj.qid.isin(held).to_numpy()
     split = {h: ([i for i, m in zip(ids, is_held) if m == h], [c for c, m in zip(context, is_held) if m == h])
              for h in (True, False)}

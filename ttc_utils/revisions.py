@@ -78,21 +78,29 @@ def chain_shape(budget: int, sequential: int) -> tuple[int, int]:
     return sequential, budget // sequential
 
 
+def chain_prompts(task, problems: list, chains: pd.DataFrame, context: int = MAX_ATTEMPTS) -> list[str]:
+    """Per row of `chains` (qid, chain, step, text), in its order, the prompt that attempt was sampled from: the
+    question, then the `context` attempts before it in its chain."""
+    by_qid = {p.qid: p for p in problems}
+    seeds = chains.seed if "seed" in chains else pd.Series(0, index=chains.index)  # chains of several samplings
+    text = dict(zip(zip(seeds, chains.qid, chains.chain, chains.step), chains.text))
+    return [task.prompt(by_qid[q], [text[(r, q, c, s)] for s in range(max(1, t - context), t)])
+            for r, q, c, t in zip(seeds, chains.qid, chains.chain, chains.step)]
+
+
 def orm_labels(task, problems: list, chains: pd.DataFrame, context: int = MAX_ATTEMPTS, history: bool = True
                ) -> pd.DataFrame:
-    """Training rows for an outcome verifier over chains (qid, chain, step, text, correct): qid, prompt (the question
-    and, with `history`, the `context` attempts before this one), completion (cut after its answer step), correct,
-    and targets (one per step, the final correctness: what `verifier_training` reads for an ORM). Attempts without
-    a parsable answer are left out, as in the PRM's labels."""
+    """Training rows for an outcome verifier over chains (qid, chain, step, text, answer, correct): qid, prompt (the
+    question and, with `history`, the `context` attempts before this one), completion (cut after its answer step),
+    correct, and targets (one per step, the final correctness: what `verifier_training` reads for an ORM). Attempts
+    without a parsable answer are left out, as in the PRM's labels."""
     by_qid = {p.qid: p for p in problems}
+    prompts = (chain_prompts(task, problems, chains, context) if history
+               else [task.prompt(by_qid[q]) for q in chains.qid])
     rows = []
-    for (qid, _), c in chains.sort_values(["qid", "chain", "step"]).groupby(["qid", "chain"], sort=False):
-        texts = c.text.tolist()
-        for t, (text, answer, correct) in enumerate(zip(texts, c.answer, c.correct)):
-            if answer is None or pd.isna(answer):
-                continue
-            completion = task.through_answer(text)
-            before = chain_context(texts[:t], context) if history and t else []
-            rows.append((qid, task.prompt(by_qid[qid], before), completion, bool(correct),
-                         [float(correct)] * len(task.split_steps(completion))))
+    for qid, prompt, text, answer, correct in zip(chains.qid, prompts, chains.text, chains.answer, chains.correct):
+        if answer is None or pd.isna(answer):
+            continue
+        completion = task.through_answer(text)
+        rows.append((qid, prompt, completion, bool(correct), [float(correct)] * len(task.split_steps(completion))))
     return pd.DataFrame(rows, columns=["qid", "prompt", "completion", "correct", "targets"])

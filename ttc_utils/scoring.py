@@ -28,16 +28,21 @@ def _chunks_of(problems: list, samples: pd.DataFrame, questions_per_chunk: int):
 def score_solutions(cache: Cache, verifier, task, problems: list, samples: pd.DataFrame, name: str = "scores",
                     questions_per_chunk: int = 64, batch_size: int = 512, progress: bool = True) -> pd.DataFrame:
     """Per sample of `samples` (qid, sample_index, text): step_scores and every aggregation (last, min,
-    prod), plus the verifier tokens spent on it. `verifier` is a `ModelSpec`. Cached in chunks of questions."""
+    prod), plus the verifier tokens spent on it. `verifier` is a `ModelSpec`. Cached in chunks of questions.
+    The verifier reads each sample after its question's prompt, or after its own `prompt` where `samples` has that
+    column (a revision's previous attempts)."""
     by_qid, chunks, samples_key = _chunks_of(problems, samples, questions_per_chunk)
+    own = "prompt" in samples
     key = {"verifier": verifier.key(), "task": task.name, "samples": samples_key,
-           "questions_per_chunk": questions_per_chunk}
+           "questions_per_chunk": questions_per_chunk,
+           **({"prompts": content_key(samples.prompt.tolist())} if own else {})}
     model = Lazy(lambda: load_verifier(verifier, batch_size=batch_size, progress=progress))
 
     def compute(i: int) -> pd.DataFrame:
         part = samples[samples.qid.isin(set(chunks[i]))]
         steps = [task.split_steps(task.through_answer(t)) for t in part.text]
-        step_scores, tokens = model.get().score([task.prompt(by_qid[q]) for q in part.qid], steps)
+        prompts = part.prompt.tolist() if own else [task.prompt(by_qid[q]) for q in part.qid]
+        step_scores, tokens = model.get().score(prompts, steps)
         out = pd.DataFrame({"qid": part.qid.to_numpy(), "sample_index": part.sample_index.to_numpy(),
                             "step_scores": step_scores, "verifier_tokens": tokens})
         for how in AGGREGATIONS:

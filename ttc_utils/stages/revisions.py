@@ -1,0 +1,163 @@
+"""Notebook 03's stages: the revision model from the base policy's trajectories, its chains on test questions, the
+revision ORM (with and without the previous attempts in context), verifier scores of every attempt, and the
+notebook's results table.
+
+    model, traj = revision_model(cfg, policy)          # trajectories from the base policy's samples, fine-tuned
+    chains = test_chains(cfg, model, seed=0)           # one pool of chains that serves every (S, P)
+    orm = revision_orm(cfg, model, base, history=True) # an ORM trained on the revision model's own chains
+    scored = score_chains(cfg, orm, chains, "revision ORM", history=True)
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from ..chains import pool_lengths, sample_chains
+from ..findings import Arm, Claim
+from ..model_spec import ModelSpec
+from ..policy import SamplingParams, derive_seed
+from ..results import chain_results
+from ..revision_training import RevisionTrainConfig, train_revision_model
+from ..revisions import MAX_ATTEMPTS, chain_prompts, orm_labels, trajectories
+from ..sampling import sample_problems
+from ..scoring import score_solutions
+from ..verifier_training import train_verifier
+from . import common
+from .prm_search import verifier_train_config
+
+# attempts per chain of the revision model on the ORM's training questions (4 chains each)
+ORM_CHAIN_LENGTH = 8
+
+
+def train_questions(cfg, name: str, n: int) -> list:
+    """`n` training-split questions, drawn with a seed of their own (`name`) so each use has its own set."""
+    return common.task(cfg).problems("train", n, derive_seed(cfg.seed, name) % 2**31)
+
+
+def test_subset(cfg) -> list:
+    """The test questions the chains run on: the first `revision_test_questions` of the test split."""
+    return common.test_questions(cfg)[:cfg.revision_test_questions]
+
+
+def revision_model(cfg, policy: ModelSpec) -> tuple[ModelSpec, pd.DataFrame]:
+    """(the revision model, its trajectories): `revision_samples` samples of `policy` per training question at
+    `revision_temperature`, made into trajectories and fine-tuned on from `policy`."""
+    task, problems = common.task(cfg), train_questions(cfg, "revision-trajectories", cfg.revision_questions)
+    params = SamplingParams(n=cfg.revision_samples, temperature=cfg.revision_temperature,
+                            max_new_tokens=common.max_new_tokens(cfg))
+    samples = sample_problems(cfg.cache(), policy, task, problems, params, cfg.seed, name="revision-samples")
+    traj = trajectories(task, problems, samples, MAX_ATTEMPTS, cfg.seed)
+    train_cfg = RevisionTrainConfig(learning_rate=cfg.revision_learning_rate, epochs=cfg.revision_epochs,
+                                    seed=cfg.seed)
+    spec = train_revision_model(cfg.cache(), policy, task, problems, traj, train_cfg)
+    return ModelSpec(spec.path, device=cfg.device, param="the revision model"), traj
+
+
+def chain_lengths(cfg) -> list[int]:
+    """Attempts per chain of the test pool: every (S, P) of the sweep, and `revision_chains` chains of
+    `revision_steps` attempts for pass@1 per step."""
+    return pool_lengths(cfg.revision_shapes(), cfg.revision_chains, cfg.revision_steps)
+
+
+def _chains(cfg, model: ModelSpec, problems: list, lengths: list[int], seed: int) -> pd.DataFrame:
+    params = SamplingParams(temperature=cfg.temperature, max_new_tokens=common.max_new_tokens(cfg))
+    chains = sample_chains(cfg.cache(), model, common.task(cfg), problems, lengths, params, seed,
+                           context=cfg.revision_context)
+    return chains.assign(sample_index=chains.chain * (max(lengths) + 1) + chains.step)
+
+
+def test_chains(cfg, model: ModelSpec, seed: int) -> pd.DataFrame:
+    """The test pool of chains (`chain_lengths`) for one sampling seed."""
+    return _chains(cfg, model, test_subset(cfg), chain_lengths(cfg), derive_seed(cfg.seed, "chains", seed) % 2**31)
+
+
+def revision_orm(cfg, model: ModelSpec, base: ModelSpec, history: bool) -> ModelSpec:
+    """An ORM trained on the revision model's own chains on `orm_questions` training questions (4 chains of
+    `ORM_CHAIN_LENGTH` attempts), over `base` with the PRM's recipe; with `history`, it reads each attempt after the
+    attempts its chain showed before it."""
+    task, problems = common.task(cfg), train_questions(cfg, "revision-orm", cfg.orm_questions)
+    chains = _chains(cfg, model, problems, [ORM_CHAIN_LENGTH] * 4, cfg.seed)
+    labels = orm_labels(task, problems, chains, cfg.revision_context, history)
+    path = train_verifier(cfg.cache(), base, task, labels, "orm", verifier_train_config(cfg))
+    return ModelSpec(path, backend="auto", device=base.device, param="the revision ORM")
+
+
+def score_chains(cfg, verifier: ModelSpec, chains: pd.DataFrame, name: str, history: bool) -> pd.DataFrame:
+    """`chains` with the verifier's score of every attempt (`score`: its last step's, an outcome score) and its tokens;
+    with `history`, the verifier reads each attempt after the attempts before it (as the revision model saw them)."""
+    task, problems = common.task(cfg), test_subset(cfg)
+    frames = []
+    for _, c in chains.groupby("seed", sort=False):  # one cached table per sampling seed
+        samples = c.assign(prompt=chain_prompts(task, problems, c, cfg.revision_context)) if history else c
+        scores = score_solutions(cfg.cache(), verifier, task, problems, samples, name=f"scores-{name}")
+        frames.append(c.merge(scores[["qid", "sample_index", "last", "verifier_tokens"]], on=["qid", "sample_index"],
+                              validate="one_to_one").rename(columns={"last": "score"}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def results(cfg, chains_by_verifier: dict[str, pd.DataFrame], bins: pd.DataFrame, params: dict[str, int]
+            ) -> pd.DataFrame:
+    """The notebook's results table: every (S, P) of the sweep by majority (over all attempts) and by hierarchical
+    best-of-N weighted with each verifier (`chains_by_verifier`: setting name -> scored chains of every seed);
+    `params`: non-embedding parameters of "policy" and of each verifier setting. Extra columns: sequential,
+    parallel."""
+    shapes = cfg.revision_shapes()
+    frames = []
+    for name, chains in chains_by_verifier.items():
+        for seed, c in chains.groupby("seed"):
+            frames.append(chain_results(c, "best_of_n_weighted", shapes, seed, name, "score", bins, params["policy"],
+                                        params[name]))
+            if name == next(iter(chains_by_verifier)):
+                frames.append(chain_results(c, "majority", shapes, seed, "majority", bins=bins,
+                                            policy_params=params["policy"]))
+    out = pd.concat(frames, ignore_index=True)
+    # seeds are the sampling seeds' order, 0, 1, 2 ..., as in the other notebooks
+    order = {s: i for i, s in enumerate(sorted(out.seed.unique()))}
+    return out.assign(seed=out.seed.map(order))
+
+
+def step_rows(chains: pd.DataFrame, steps: list[int], chains_per_question: int, bins: pd.DataFrame) -> pd.DataFrame:
+    """Results-table rows of pass@1 at revision step t (setting "pass@1 at step t", budget 1): each question's
+    accuracy over its first `chains_per_question` chains' t-th attempts, one row per question and seed (and `step`)."""
+    part = chains[chains.step.isin(steps) & (chains.chain < chains_per_question)]
+    out = part.groupby(["seed", "step", "qid"], as_index=False).agg(
+        correct=("correct", "mean"), policy_tokens=("num_tokens", "mean"), prefill_tokens=("prompt_tokens", "mean"))
+    out = out.assign(method="revision pass@1", setting=[f"pass@1 at step {t}" for t in out.step], budget=1,
+                     generations=1, verifier_tokens=0, verifier_calls=0, flops=float("nan"),
+                     bin=out.qid.map(bins.set_index("qid").bin), sequential=1, parallel=1)
+    order = {s: i for i, s in enumerate(sorted(out.seed.unique()))}
+    return out.assign(seed=out.seed.map(order))
+
+
+def turned_wrong(chains: pd.DataFrame) -> float:
+    """Share of correct attempts whose next revision in the same chain is wrong (the paper: about 38%)."""
+    c = chains.sort_values(["seed", "qid", "chain", "step"])
+    following = c.groupby(["seed", "qid", "chain"]).correct.shift(-1)
+    right = c.correct.to_numpy() & following.notna().to_numpy()
+    return float(1 - following[right].astype(bool).mean()) if right.any() else float("nan")
+
+
+def claims(cfg, verifier: str, steps: tuple[int, int] = (1, 8)) -> list:
+    """The paper's revision findings (§6) as paired comparisons on the results table, at the sweep's largest budget
+    N: sequential = (S=N, P=1), parallel = (S=1, P=N), balanced = S and P as close as the powers of two allow;
+    easy = bins 1-2, hard = the top two bins. `verifier` is the setting of the revision ORM."""
+    n = cfg.revision_max_budget
+    s_bal = 2 ** ((n.bit_length() - 1) // 2)
+    seq, par, bal = {"sequential": n}, {"parallel": n}, {"sequential": s_bal, "parallel": n // s_bal}
+    easy, hard = (1, 2), (cfg.num_bins - 1, cfg.num_bins)
+    first, last = steps
+    return [
+        Claim(f"revisions improve pass@1: step {last} beats step {first}", Arm(f"pass@1 at step {last}", 1),
+              Arm(f"pass@1 at step {first}", 1)),
+        Claim(f"sequential revisions beat parallel sampling (best-of-N weighted, N={n})",
+              Arm(verifier, n, where=seq), Arm(verifier, n, where=par)),
+        Claim(f"sequential revisions beat parallel sampling (majority, N={n})",
+              Arm("majority", n, where=seq), Arm("majority", n, where=par)),
+        Claim(f"easy questions favour sequential more than hard ones: sequential minus balanced (S={s_bal}) is larger "
+              f"on bins {easy[0]}-{easy[1]} than on bins {hard[0]}-{hard[1]} (N={n})",
+              Arm(verifier, n, bin=easy, where=seq), Arm(verifier, n, bin=easy, where=bal),
+              then=(Arm(verifier, n, bin=hard, where=seq), Arm(verifier, n, bin=hard, where=bal))),
+        Claim(f"the revision ORM reads the previous attempts to advantage: with history beats without (N={n}, "
+              f"sequential)", Arm(verifier, n, where=seq), Arm(f"{verifier}, no history", n, where=seq)),
+        Claim(f"an ORM trained on revisions beats the base PRM at selecting among them (N={n}, sequential)",
+              Arm(verifier, n, where=seq), Arm("PRM", n, where=seq)),
+    ]
