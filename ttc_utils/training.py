@@ -19,7 +19,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from .batching import left_pad
-from .cache import Cache
+from .cache import Cache, read_parquet
 from .checks import check, check_int, check_positive
 from .models import ModelSize, build_policy, count_params
 from .tokenizer import build_tokenizer
@@ -228,6 +228,6 @@ def train_ladder(cache: Cache, world: WorldConfig, sizes: list[ModelSize], cfg: 
                              cfg.rung_learning_rate(size.hidden, smallest_hidden))
         record = json.loads((final / "train_record.json").read_text())
         records.append({**record, "path": str(final)})
-        curve = pd.read_parquet(final / "loss_curve.parquet")
+        curve = read_parquet(final / "loss_curve.parquet")
         curves.append(curve.assign(name=size.name, non_embedding_params=record["non_embedding_params"]))
     return pd.DataFrame(records), pd.concat(curves, ignore_index=True)

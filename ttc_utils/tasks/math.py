@@ -78,7 +78,7 @@ def _read_jsonl(path: Path) -> list[dict]:
 def _read_parquet(path: Path) -> list[dict]:
     import pyarrow.parquet as pq
 
-    return pq.read_table(path).to_pylist()
+    return pq.read_table(path, use_threads=False).to_pylist()  # see cache.read_parquet
 
 
 def _load_hub(dataset: str, split: str) -> list[MathProblem]:
