@@ -1,10 +1,9 @@
 """Revision chains: the pool's shape, what each attempt sees, caching, and selection from S x P."""
-import numpy as np
 import pandas as pd
 import pytest
 
 from ttc_utils.cache import Cache
-from ttc_utils.chains import chain_accuracy, pool_lengths, ratio_shapes, sample_chains
+from ttc_utils.chains import chain_accuracy, pool_lengths, sample_chains
 from ttc_utils.model_spec import ModelSpec
 from ttc_utils.policy import SAMPLE_COLUMNS, SamplingParams
 from ttc_utils.registry import register_policy_backend
@@ -97,14 +96,6 @@ def test_a_shape_the_pool_cannot_serve_is_an_error():
         chain_accuracy(t, 2, 1, "majority", seed=0)
     with pytest.raises(ValueError, match="score_col"):
         chain_accuracy(t, 1, 1, "best_of_n_weighted", seed=0)
-
-
-def test_ratio_shapes_keep_integer_shapes_only():
-    shapes = ratio_shapes([16, 128], [1 / 16, 1, 16, 2])
-    assert (4, 4, 1) in shapes and (1, 16, 1 / 16) in shapes and (16, 1, 16) in shapes
-    assert all(s * p == n for (s, p, _), n in zip(shapes, [16, 16, 16, 128]))
-    assert not any(s * p == 16 and r == 2 for s, p, r in shapes)  # sqrt(32) is not an integer
-    assert np.isclose([r for s, p, r in shapes if s * p == 128][0], 2)  # 128: S=16, P=8
 
 
 def test_a_chain_stops_revising_once_the_verifier_is_confident():

@@ -6,7 +6,7 @@ configuration with S sequential attempts and P parallel chains reads the first S
 chain c only needs to be as long as the longest S whose P exceeds c (`pool_lengths`), and the configurations of
 one question share their samples (paired comparisons).
 
-    lengths = pool_lengths(budgets=[1, 2, 4, ..., 128], ratios=[...], min_chains=4, min_length=64)
+    lengths = pool_lengths([(1, 8), (2, 4), (4, 2), (8, 1)], min_chains=4, min_length=64)   # [(S, P), ...]
     chains = sample_chains(cache, revision_spec, task, problems, lengths, params, seed=0)   # qid, chain, step, ...
     acc = chain_accuracy(chains, sequential=8, parallel=16, rule="best_of_n_weighted", score_col="score", seed=0)
 """
@@ -22,7 +22,7 @@ from .checks import check, check_choice, check_int
 from .estimators import select, weighted_winner
 from .policy import SamplingParams, derive_seed
 from .registry import Lazy, load_policy
-from .revisions import MAX_ATTEMPTS, chain_context, chain_shape
+from .revisions import MAX_ATTEMPTS, chain_context
 from .sampling import grade_samples, question_chunks
 
 CHAIN_RULES = ("majority", "best_of_n_weighted")
@@ -102,17 +102,6 @@ def chain_accuracy(chains: pd.DataFrame, sequential: int, parallel: int, rule: s
                                           np.array([w[1] for w in winners]), np.array([w[2] for w in winners]), rng)
         rows.append((qid, bool(ok), sequential * parallel))
     return pd.DataFrame(rows, columns=["qid", "correct", "generations"])
-
-
-def ratio_shapes(budgets: list[int], ratios: list[float]) -> list[tuple[int, int, float]]:
-    """(S, P, ratio) for every budget and sequential/parallel ratio S/P with integer S, P and S·P = budget."""
-    out = []
-    for n in budgets:
-        for r in ratios:
-            s = float(np.sqrt(n * r))
-            if abs(s - round(s)) < 1e-9 and round(s) >= 1 and n % round(s) == 0:
-                out.append((*chain_shape(n, round(s)), r))
-    return out
 
 
 def revise_until_confident(chains: pd.DataFrame, score_col: str, threshold: float, sequential: int, parallel: int,
