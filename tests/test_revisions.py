@@ -103,3 +103,14 @@ def test_orm_labels_read_each_attempt_after_the_attempts_it_saw():
     assert labels.iloc[0].prompt == p.prompt  # the first attempt saw none
     alone = orm_labels(TASK, TRAIN, chains, history=False)
     assert (alone.prompt == p.prompt).all()
+
+
+def test_an_arithmetic_prompt_with_attempts_ends_where_a_new_attempt_starts():
+    # every answer line in the prompt is followed by the question again, never by the end of the prompt: a model
+    # then writes eos only after its own answer line, as in pretraining
+    p = TRAIN[0]
+    a, b = "1\nA:1\n", "2\nA:2"
+    assert TASK.prompt(p) == p.prompt
+    assert TASK.prompt(p, [a, b]) == p.prompt + a + p.prompt + b + "\n" + p.prompt
+    lines = TASK.prompt(p, [a, b]).split("\n")
+    assert all(nxt == "Q:" for line, nxt in zip(lines, lines[1:]) if line.startswith("A:"))

@@ -67,6 +67,9 @@ def test_train_verifier_saves_a_loadable_model_once(tiny_policy_dir, tmp_path, h
     assert (tmp_path / path.split("/")[-1] / "model.safetensors").stat().st_mtime == mtime
     orm = train_verifier(cache, spec(tiny_policy_dir), TASK, _labels(), "orm", cfg, disable_tqdm=True)
     assert orm != path
+    # the same completions read after other prompts (a revision ORM with history) are another verifier
+    other = _labels().assign(prompt=lambda d: d.prompt + "1\nA:1\n" + d.prompt)
+    assert train_verifier(cache, spec(tiny_policy_dir), TASK, other, "orm", cfg, disable_tqdm=True) != orm
 
 
 @pytest.mark.parametrize("head", ["likelihood", "finetune"])

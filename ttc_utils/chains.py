@@ -37,7 +37,7 @@ def pool_lengths(shapes: list[tuple[int, int]], min_chains: int = 0, min_length:
 
 
 def sample_chains(cache: Cache, policy, task, problems: list, lengths: list[int], params: SamplingParams, seed: int,
-                  context: int = MAX_ATTEMPTS, questions_per_chunk: int = 32, batch_size: int = 512,
+                  context: int = MAX_ATTEMPTS, questions_per_chunk: int = 128, batch_size: int = 512,
                   progress: bool = True) -> pd.DataFrame:
     """Chain c of every question gets `lengths[c]` attempts by the `ModelSpec` `policy`; one row per attempt: qid,
     the task's features, chain, step (1-based), text, num_tokens, prompt_tokens, finish_reason, answer, correct,
@@ -46,6 +46,8 @@ def sample_chains(cache: Cache, policy, task, problems: list, lengths: list[int]
     check(isinstance(lengths, list) and len(lengths) > 0 and all(isinstance(n, int) and n >= 0 for n in lengths),
           "lengths", lengths, "a non-empty list of ints >= 0 (attempts per chain)")
     check_int("context", context)
+    # deep steps have few live chains per question, so a chunk holds many questions: a call's cost is mostly per
+    # token, not per sequence, on a small model
     chunks = question_chunks(problems, questions_per_chunk)
     one = replace(params, n=1)
     key = {"policy": policy.key(), "task": task.name, "questions": content_key([p.qid for p in problems]),

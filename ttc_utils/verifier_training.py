@@ -114,7 +114,10 @@ def train_verifier(cache: Cache, base, task, labels: pd.DataFrame, kind: str, cf
     targets = training_targets(labels, kind)
     steps = [task.split_steps(c) for c in labels.completion]
     key = {"base": base.key(), "kind": kind, "train": asdict(cfg),
-           "labels": content_key({"qid": labels.qid.tolist(), "completion": labels.completion.tolist(),
+           # the prompts too: two label sets may differ only in what the verifier reads before each completion
+           # (the revision ORM with and without the previous attempts)
+           "labels": content_key({"qid": labels.qid.tolist(), "prompt": labels.prompt.tolist(),
+                                  "completion": labels.completion.tolist(),
                                   "targets": [np.round(t, 6).tolist() for t in targets]})}
     with cache.model_dir(f"verifier-{kind}", key) as (final, work):
         if work is not None:

@@ -30,9 +30,12 @@ class ArithmeticTask:
         return world.split_of(problem.question)
 
     def prompt(self, problem: Problem, attempts: Sequence[str] = ()) -> str:
-        # previous attempts follow the question as they were written (steps and answer line), so the policy
-        # reads them as solutions that came before its own
-        return problem.prompt + "".join(a if a.endswith(STEP_END) else a + STEP_END for a in attempts)
+        # each previous attempt (as written) is followed by the question again, the slot for the next attempt: the
+        # prompt then always ends where a solution starts, and an answer line is followed by eos only when it ends
+        # the model's own attempt (with nothing after the last attempt, "A:x" was followed by another attempt in
+        # context and by eos after the target, and the model learnt to stop at once or to write several attempts)
+        return problem.prompt + "".join((a if a.endswith(STEP_END) else a + STEP_END) + problem.prompt
+                                        for a in attempts)
 
     def split_steps(self, completion: str) -> list[str]:
         if not isinstance(completion, str) or not completion:
