@@ -30,6 +30,8 @@ class RevisingPolicy:
             rows.append((i, 0, f"A:{answer}\n", 4, "stop", len(p)))
         return pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
 
+    sample_shared = sample
+
 
 @pytest.fixture
 def policy():

@@ -109,3 +109,16 @@ def test_top_p_keeps_the_smallest_nucleus():
     probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
     assert torch.allclose(_top_p(probs, 0.7), torch.tensor([[0.5 / 0.8, 0.3 / 0.8, 0.0, 0.0]]))
     assert torch.allclose(_top_p(probs, 1.0), probs)
+
+
+def test_retiring_finished_rows_changes_no_sample(policy, monkeypatch):
+    """The decode loop drops finished rows from its cache; every row's tokens are those of the loop that keeps
+    them all (random draws are made for the whole batch)."""
+    import ttc_utils.transformers_policy as tp
+    params = SamplingParams(n=8, temperature=1.0, max_new_tokens=14, stop=("\n",))
+    monkeypatch.setattr(tp, "RETIRE_SHARE", 0.0)  # never retire
+    ref = policy.sample_shared(PROMPTS, params, seed=5)
+    monkeypatch.setattr(tp, "RETIRE_SHARE", 1.0)  # retire at every step
+    got = policy.sample_shared(PROMPTS, params, seed=5)
+    assert ref.num_tokens.nunique() > 1  # rows finish at different steps, so some were retired
+    pd.testing.assert_frame_equal(ref, got)

@@ -61,7 +61,9 @@ def sample_chains(cache: Cache, policy, task, problems: list, lengths: list[int]
         for t in range(max(lengths)):
             live = [(q, c) for q in range(len(chunk)) for c, n in enumerate(lengths) if n > t]
             prompts = [task.prompt(chunk[q], chain_context(history.get((q, c), []), context)) for q, c in live]
-            out = model.get().sample(prompts, one, seed=derive_seed(seed, "chunk", i, "step", t))
+            # the shared-prefill sampler: its decode loop retires finished attempts (2.4x `sample` on 400 prompts of
+            # ~230 tokens whose attempts are 38 tokens long on average and 77 at most)
+            out = model.get().sample_shared(prompts, one, seed=derive_seed(seed, "chunk", i, "step", t))
             graded = grade_samples(task, out.assign(prompt_index=range(len(live))), [chunk[q] for q, _ in live])
             for (q, c), text in zip(live, out.text):
                 history.setdefault((q, c), []).append(text)

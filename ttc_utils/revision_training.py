@@ -21,7 +21,7 @@ import pandas as pd
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 
 from .cache import Cache, content_key
-from .checks import check, check_int, check_positive
+from .checks import check, check_choice, check_int, check_positive
 from .model_spec import ModelSpec
 from .training import Corpus, collate_solution_loss
 
@@ -34,6 +34,7 @@ class RevisionTrainConfig:
     eval_every: int = 50  # optimizer steps between validation losses (and checkpoints)
     eval_fraction: float = 0.1  # share of the training questions held out for the validation loss
     warmup_steps: int = 20
+    batching: str = "by_length"  # "by_length" (batches of similar lengths, less padding) or "random"
     seed: int = 0
 
     def __post_init__(self):
@@ -41,6 +42,7 @@ class RevisionTrainConfig:
             check_int(name, getattr(self, name))
         check_positive("learning_rate", self.learning_rate)
         check(0 < self.eval_fraction < 1, "eval_fraction", self.eval_fraction, "a float in (0, 1)")
+        check_choice("batching", self.batching, ("by_length", "random"))
 
 
 def revision_examples(task, problems: list, traj: pd.DataFrame, tokenizer) -> tuple[list[list[int]], list[int]]:
@@ -104,7 +106,7 @@ def _train(base: ModelSpec, task, problems, traj, cfg: RevisionTrainConfig, out_
         remove_unused_columns=False, disable_tqdm=disable_tqdm,
         # batches of similar lengths (trajectories hold 0 to 4 attempts): 3.2x the trajectories per second of
         # random batches on the default base policy, on 2 CPU cores
-        train_sampling_strategy="group_by_length",
+        train_sampling_strategy="group_by_length" if cfg.batching == "by_length" else "random",
     )
     trainer = Trainer(model=model, args=args, train_dataset=Corpus(*split[False]), eval_dataset=Corpus(*split[True]),
                       data_collator=collate_solution_loss(tokenizer.pad_token_id))
