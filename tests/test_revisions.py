@@ -114,3 +114,14 @@ def test_an_arithmetic_prompt_with_attempts_ends_where_a_new_attempt_starts():
     assert TASK.prompt(p, [a, b]) == p.prompt + a + p.prompt + b + "\n" + p.prompt
     lines = TASK.prompt(p, [a, b]).split("\n")
     assert all(nxt == "Q:" for line, nxt in zip(lines, lines[1:]) if line.startswith("A:"))
+
+
+def test_context_effect_compares_followers_with_first_attempts_on_the_same_questions():
+    # question 0: first attempts always right; question 1: always wrong; a revision after a wrong attempt is right
+    rows = [(0, c, s, True) for c in range(2) for s in (1, 2)] + [(1, 0, 1, False), (1, 0, 2, True)]
+    from ttc_utils.revisions import context_effect
+    out = context_effect(pd.DataFrame(rows, columns=["qid", "chain", "step", "correct"])).set_index("previous attempt")
+    assert out.loc["after a correct attempt"].tolist() == [2, 1.0, 1.0]
+    assert out.loc["after a wrong attempt"].tolist() == [1, 1.0, 0.0]  # better than fresh samples of question 1
+    seeded = context_effect(pd.DataFrame(rows, columns=["qid", "chain", "step", "correct"]).assign(seed=3))
+    assert seeded.attempts.tolist() == [2, 1] or seeded.attempts.tolist() == [1, 2]

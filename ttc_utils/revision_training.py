@@ -34,7 +34,9 @@ class RevisionTrainConfig:
     eval_every: int = 50  # optimizer steps between validation losses (and checkpoints)
     eval_fraction: float = 0.1  # share of the training questions held out for the validation loss
     warmup_steps: int = 20
-    batching: str = "by_length"  # "by_length" (batches of similar lengths, less padding) or "random"
+    # "random" or "by_length" (batches of similar lengths: 2.1x faster on default, but measured worse: held-out loss
+    # 0.170 against 0.116, and 10.7% of chain attempts ran to the token cap against 0.5%)
+    batching: str = "random"
     seed: int = 0
 
     def __post_init__(self):
@@ -69,7 +71,8 @@ def train_revision_model(cache: Cache, base: ModelSpec, task, problems: list, tr
     check(len(traj) > 0, "traj", len(traj), "at least one trajectory (no training question had a correct sample)")
     by_qid = {p.qid: p for p in problems}
     # the texts as the model reads them, so a change of the task's prompt format retrains
-    key = {"base": base.key(), "task": task.name, "train": asdict(cfg),
+    train = {k: v for k, v in asdict(cfg).items() if not (k == "batching" and v == "random")}  # keys made before it
+    key = {"base": base.key(), "task": task.name, "train": train,
            "trajectories": content_key({"qid": traj.qid.tolist(), "target": traj.target.tolist(),
                                         "context": [task.prompt(by_qid[q], list(a))
                                                     for q, a in zip(traj.qid, traj.attempts)]})}
@@ -104,8 +107,6 @@ def _train(base: ModelSpec, task, problems, traj, cfg: RevisionTrainConfig, out_
         save_only_model=True, prediction_loss_only=True, logging_steps=eval_every, report_to="none",
         use_cpu=base.device == "cpu", seed=cfg.seed, data_seed=cfg.seed, dataloader_num_workers=0,
         remove_unused_columns=False, disable_tqdm=disable_tqdm,
-        # batches of similar lengths (trajectories hold 0 to 4 attempts): 3.2x the trajectories per second of
-        # random batches on the default base policy, on 2 CPU cores
         train_sampling_strategy="group_by_length" if cfg.batching == "by_length" else "random",
     )
     trainer = Trainer(model=model, args=args, train_dataset=Corpus(*split[False]), eval_dataset=Corpus(*split[True]),

@@ -104,3 +104,19 @@ def orm_labels(task, problems: list, chains: pd.DataFrame, context: int = MAX_AT
         completion = task.through_answer(text)
         rows.append((qid, prompt, completion, bool(correct), [float(correct)] * len(task.split_steps(completion))))
     return pd.DataFrame(rows, columns=["qid", "prompt", "completion", "correct", "targets"])
+
+
+def context_effect(chains: pd.DataFrame) -> pd.DataFrame:
+    """Does a revision read its context? Per kind of previous attempt (correct / wrong), the accuracy of the attempts
+    that followed one, next to the first attempts' accuracy on the same questions (each question weighted as often as
+    it has such a follower). Equal columns mean the attempts are as good as fresh samples whatever came before.
+    `chains`: qid, chain, step, correct (and seed for several samplings)."""
+    keys = ["seed", "qid", "chain"] if "seed" in chains else ["qid", "chain"]
+    c = chains.sort_values(keys + ["step"])
+    previous = c.groupby(keys).correct.shift(1)
+    first = c[c.step == 1].groupby(keys[:-1], as_index=False).correct.mean().rename(columns={"correct": "first"})
+    follow = c[previous.notna()].assign(previous=previous[previous.notna()].astype(bool)).merge(first, on=keys[:-1])
+    out = follow.groupby("previous").agg(attempts=("correct", "size"), accuracy=("correct", "mean"),
+                                         first_attempt_accuracy=("first", "mean"))
+    out.index = out.index.map({True: "after a correct attempt", False: "after a wrong attempt"})
+    return out.rename_axis("previous attempt").reset_index()
