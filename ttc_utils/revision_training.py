@@ -47,11 +47,16 @@ class RevisionTrainConfig:
         check_choice("batching", self.batching, ("by_length", "random"))
 
 
+def revision_contexts(task, problems: list, traj: pd.DataFrame) -> list[str]:
+    """Per trajectory, the text before its target: the question and the attempts in context, as the task writes it."""
+    by_qid = {p.qid: p for p in problems}
+    return [task.prompt(by_qid[q], list(a)) for q, a in zip(traj.qid, traj.attempts)]
+
+
 def revision_examples(task, problems: list, traj: pd.DataFrame, tokenizer) -> tuple[list[list[int]], list[int]]:
     """(token ids, context lengths) of every trajectory: bos + question + attempts + target + eos, and how many of
     those tokens are context (no loss)."""
-    by_qid = {p.qid: p for p in problems}
-    contexts = [task.prompt(by_qid[q], list(a)) for q, a in zip(traj.qid, traj.attempts)]
+    contexts = revision_contexts(task, problems, traj)
     texts = [c + t for c, t in zip(contexts, traj.target)]
     ids = [row + [tokenizer.eos_token_id] for row in tokenizer(texts).input_ids]
     return ids, [len(r) for r in tokenizer(contexts).input_ids]
@@ -69,13 +74,11 @@ def train_revision_model(cache: Cache, base: ModelSpec, task, problems: list, tr
     """Fine-tune (or reuse from the cache) the causal LM `base` on the trajectories `traj` of `problems`;
     returns the revision model's spec. Its folder holds `train_record.json` and `log_history.parquet`."""
     check(len(traj) > 0, "traj", len(traj), "at least one trajectory (no training question had a correct sample)")
-    by_qid = {p.qid: p for p in problems}
-    # the texts as the model reads them, so a change of the task's prompt format retrains
     train = {k: v for k, v in asdict(cfg).items() if not (k == "batching" and v == "random")}  # keys made before it
+    # the texts as the model reads them, so a change of the task's prompt format retrains
     key = {"base": base.key(), "task": task.name, "train": train,
            "trajectories": content_key({"qid": traj.qid.tolist(), "target": traj.target.tolist(),
-                                        "context": [task.prompt(by_qid[q], list(a))
-                                                    for q, a in zip(traj.qid, traj.attempts)]})}
+                                        "context": revision_contexts(task, problems, traj)})}
     with cache.model_dir("revision-model", key) as (final, work):
         if work is not None:
             _train(base, task, problems, traj, cfg, work, disable_tqdm)

@@ -17,7 +17,7 @@ from ..model_spec import ModelSpec
 from ..policy import SamplingParams, derive_seed
 from ..results import chain_results
 from ..revision_training import RevisionTrainConfig, train_revision_model
-from ..revisions import MAX_ATTEMPTS, chain_prompts, orm_labels, trajectories
+from ..revisions import MAX_ATTEMPTS, chain_prompts, context_effect, orm_labels, trajectories
 from ..sampling import sample_problems
 from ..scoring import score_solutions
 from ..verifier_training import train_verifier
@@ -100,19 +100,22 @@ def results(cfg, chains_by_verifier: dict[str, pd.DataFrame], bins: pd.DataFrame
     best-of-N weighted with each verifier (`chains_by_verifier`: setting name -> scored chains of every seed);
     `params`: non-embedding parameters of "policy" and of each verifier setting. Extra columns: sequential,
     parallel."""
-    shapes = cfg.revision_shapes()
+    shapes, first = cfg.revision_shapes(), next(iter(chains_by_verifier))  # majority reads no score: once
     frames = []
     for name, chains in chains_by_verifier.items():
         for seed, c in chains.groupby("seed"):
             frames.append(chain_results(c, "best_of_n_weighted", shapes, seed, name, "score", bins, params["policy"],
                                         params[name]))
-            if name == next(iter(chains_by_verifier)):
+            if name == first:
                 frames.append(chain_results(c, "majority", shapes, seed, "majority", bins=bins,
                                             policy_params=params["policy"]))
-    out = pd.concat(frames, ignore_index=True)
-    # seeds are the sampling seeds' order, 0, 1, 2 ..., as in the other notebooks
-    order = {s: i for i, s in enumerate(sorted(out.seed.unique()))}
-    return out.assign(seed=out.seed.map(order))
+    return _seeds_in_order(pd.concat(frames, ignore_index=True))
+
+
+def _seeds_in_order(rows: pd.DataFrame) -> pd.DataFrame:
+    """Sampling seeds renamed 0, 1, 2 ... in their order, as the other notebooks' seeds."""
+    order = {s: i for i, s in enumerate(sorted(rows.seed.unique()))}
+    return rows.assign(seed=rows.seed.map(order))
 
 
 def step_rows(chains: pd.DataFrame, steps: list[int], chains_per_question: int, bins: pd.DataFrame) -> pd.DataFrame:
@@ -124,16 +127,13 @@ def step_rows(chains: pd.DataFrame, steps: list[int], chains_per_question: int, 
     out = out.assign(method="revision pass@1", setting=[f"pass@1 at step {t}" for t in out.step], budget=1,
                      generations=1, verifier_tokens=0, verifier_calls=0, flops=float("nan"),
                      bin=out.qid.map(bins.set_index("qid").bin), sequential=1, parallel=1)
-    order = {s: i for i, s in enumerate(sorted(out.seed.unique()))}
-    return out.assign(seed=out.seed.map(order))
+    return _seeds_in_order(out)
 
 
 def turned_wrong(chains: pd.DataFrame) -> float:
     """Share of correct attempts whose next revision in the same chain is wrong (the paper: about 38%)."""
-    c = chains.sort_values(["seed", "qid", "chain", "step"])
-    following = c.groupby(["seed", "qid", "chain"]).correct.shift(-1)
-    right = c.correct.to_numpy() & following.notna().to_numpy()
-    return float(1 - following[right].astype(bool).mean()) if right.any() else float("nan")
+    after = context_effect(chains).set_index("previous attempt").accuracy
+    return float(1 - after["after a correct attempt"]) if "after a correct attempt" in after else float("nan")
 
 
 def claims(cfg, verifier: str, steps: tuple[int, int] = (1, 8)) -> list:
