@@ -16,7 +16,7 @@ LAYERS = [
     {"transformers_policy", "token_verifier", "value_head", "registry", "training"},
     {"sampling", "labels", "verifier_training", "scoring", "search", "evaluation", "verifier_quality", "revisions",
      "revision_training", "chains"},
-    {"results", "findings"},
+    {"results", "findings", "compute_optimal"},
     {"validity"},
     {"config"},
     {"stages", "stages.common", "stages.world", "stages.pool", "stages.prm_search", "stages.revisions"},

@@ -72,3 +72,16 @@ def bin_table(pass1: pd.Series, bins: pd.Series) -> pd.DataFrame:
     table = frame.groupby("bin", sort=True)["pass1"].agg(
         questions="size", pass1_min="min", pass1_max="max", pass1_mean="mean")
     return table.reset_index()
+
+
+def predicted_bins(samples: pd.DataFrame, score_col: str, num_bins: int = 5) -> pd.DataFrame:
+    """Predicted difficulty bins (no ground truth): quantiles of each question's mean verifier score of its final
+    answer over `samples` (qid, `score_col`), cut as `oracle_bins` cuts pass@1; bin 1 has the highest mean score.
+
+    Returns DataFrame with columns qid, score (the mean), samples (how many were averaged), bin."""
+    for col in ("qid", score_col):
+        if col not in samples.columns:
+            fail("samples", f"columns {list(samples.columns)}", f"a table with a {col!r} column")
+    per_q = samples.groupby("qid")[score_col].agg(score="mean", samples="size")
+    bins = oracle_bins(per_q.score, num_bins)
+    return per_q.assign(bin=bins).reset_index()
