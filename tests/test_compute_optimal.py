@@ -8,6 +8,7 @@ from ttc_utils.compute_optimal import (
     allocate_budget,
     assign_folds,
     budget_to_reach,
+    charge,
     compute_optimal,
     efficiency_ratio,
     peak,
@@ -162,3 +163,14 @@ def test_predicted_bins_rank_questions_by_mean_score():
     assert bins.score["a"] == pytest.approx(0.85) and (bins.samples == 2).all()
     with pytest.raises(ValueError, match="score"):
         predicted_bins(samples, "score", num_bins=2)
+
+
+def test_charging_a_cost_raises_each_question_costs_and_relabels():
+    rows = table(easy_beam_hard_bon, questions=4, seeds=1, budgets=(2,))
+    cost = pd.DataFrame({"qid": [f"q{q:03d}" for q in range(4)], "generations": 8, "policy_tokens": 80,
+                         "prefill_tokens": 40, "verifier_tokens": 100, "verifier_calls": 8, "flops": 5.0})
+    out = charge(rows, cost, "charged")
+    assert set(out.setting) == {"charged"} and (out.generations == 10).all() and (out.verifier_calls == 10).all()
+    assert (out.correct == rows.correct).all() and (out.budget == 2).all()
+    with pytest.raises(ValueError, match="cost"):
+        charge(rows, cost.iloc[:2], "charged")

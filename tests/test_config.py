@@ -308,3 +308,30 @@ def test_the_ratio_sweep_covers_every_power_of_two_shape():
     from ttc_utils.config import RevisionNotebookConfig
     shapes = RevisionNotebookConfig(revision_max_budget=8).revision_shapes()
     assert shapes == [(1, 1), (1, 2), (2, 1), (1, 4), (2, 2), (4, 1), (1, 8), (2, 4), (4, 2), (8, 1)]
+
+
+@pytest.mark.parametrize("name,value", [
+    ("folds", 1), ("folds", 0), ("folds", 2.0), ("search_methods", ["beam", "mcts"]), ("search_methods", []),
+    ("search_methods", ["beam", "beam"]), ("search_methods", "beam"), ("prediction_samples", 0),
+    ("prediction_samples", 129), ("efficiency_resamples", 10),
+])
+def test_bad_compute_optimal_parameter_is_a_clear_error_naming_it(name, value):
+    from ttc_utils.config import ComputeOptimalNotebookConfig
+    with pytest.raises(ValueError, match=name):
+        ComputeOptimalNotebookConfig(**{name: value})
+
+
+def test_another_notebook_config_from_this_one_has_that_notebook_keys():
+    from ttc_utils.config import ComputeOptimalNotebookConfig, PrmSearchNotebookConfig
+    cfg = ComputeOptimalNotebookConfig(seed=3, max_budget=64, folds=3)
+    sub = cfg.for_notebook("02_prm_search")
+    assert type(sub) is PrmSearchNotebookConfig
+    assert sub.as_dict() == PrmSearchNotebookConfig(seed=3, max_budget=64).as_dict()
+
+
+def test_a_cached_table_key_ignores_where_things_go_but_not_what_is_computed(tmp_path):
+    from ttc_utils.config import PrmSearchNotebookConfig
+    a = PrmSearchNotebookConfig(figures_dir=str(tmp_path / "a"), data_dir=str(tmp_path / "d1"))
+    b = PrmSearchNotebookConfig(figures_dir=str(tmp_path / "b"), data_dir=str(tmp_path / "d2"))
+    assert a.cache_key() == b.cache_key() and a.as_dict() != b.as_dict()
+    assert PrmSearchNotebookConfig(max_budget=64).cache_key() != a.cache_key()

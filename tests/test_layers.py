@@ -19,7 +19,8 @@ LAYERS = [
     {"results", "findings", "compute_optimal"},
     {"validity"},
     {"config"},
-    {"stages", "stages.common", "stages.world", "stages.pool", "stages.prm_search", "stages.revisions"},
+    {"stages", "stages.common", "stages.world", "stages.pool", "stages.prm_search", "stages.revisions",
+     "stages.compute_optimal"},
     {"run", "figure_diff"},
 ]
 

@@ -136,3 +136,26 @@ def test_03_revisions_smoke(tmp_path):
     assert all(f["verdict"] in ("holds", "fails", "inconclusive", "uninformative") for f in findings)
     fig7 = json.loads((FIGURES / "fig07_ratio_weighted.json").read_text())["per_budget"]
     assert {(r["budget"], r["ratio"]) for r in fig7} >= {(8, 1 / 8), (8, 0.5), (8, 2.0), (8, 8.0)}
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_04_compute_optimal_smoke(tmp_path):
+    """Runs from notebooks 02 and 03's smoke caches (the tests above made them)."""
+    run_smoke("04_compute_optimal", tmp_path, ("fig04_compute_optimal_search", "fig08_compute_optimal_revisions",
+                                               "fig01a_compute_optimal_summary", "nb04_efficiency_ratio",
+                                               "fig11_revisions_predicted_bins", "fig12_search_predicted_bins",
+                                               "nb04_adaptive_budget"))
+    numbers = json.loads((FIGURES / "nb04_findings.json").read_text())
+    assert len(numbers["findings"]) == 13
+    assert all(f["verdict"] in ("holds", "fails", "inconclusive", "uninformative") for f in numbers["findings"])
+    eff = json.loads((FIGURES / "nb04_efficiency_ratio.json").read_text())
+    budgets = {(r["kind"], r["bins"]): set() for r in eff["efficiency"]}
+    for r in eff["efficiency"]:
+        budgets[(r["kind"], r["bins"])].add(r["budget"])
+        assert r["low"] <= r["high"]
+    assert budgets[("search", "oracle bins")] == {1, 2, 4, 8, 16}
+    assert budgets[("revisions", "oracle bins")] == {1, 2, 4, 8}
+    fig4 = {c["setting"] for c in json.loads((FIGURES / "fig04_compute_optimal_search.json").read_text())}
+    assert {"majority", "ORM best-of-N weighted", "PRM best-of-N weighted", "compute-optimal search, oracle bins",
+            "compute-optimal search, predicted bins"} <= fig4

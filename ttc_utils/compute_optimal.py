@@ -212,3 +212,18 @@ def allocate_budget(rows: pd.DataFrame, mean_budget: float, candidates: list[str
     picked = pd.concat(out, ignore_index=True)
     picked = picked.assign(method="compute_optimal", setting=setting, chosen=picked.candidate, budget=mean_budget)
     return picked[RESULT_COLUMNS + ["chosen"]], pd.DataFrame(allocation)
+
+
+COST_COLUMNS = ["generations", "policy_tokens", "prefill_tokens", "verifier_tokens", "verifier_calls", "flops"]
+
+
+def charge(rows: pd.DataFrame, cost: pd.DataFrame, setting: str) -> pd.DataFrame:
+    """`rows` relabelled `setting`, each question's costs raised by its row of `cost` (qid and COST_COLUMNS), e.g.
+    the samples and verifier calls that predicted its difficulty. Questions without a cost row are an error."""
+    missing = sorted(set(rows.qid) - set(cost.qid))
+    check(not missing, "cost", f"{len(missing)} questions without a row (e.g. {missing[:3]})", "a row per question")
+    extra = cost.set_index("qid")[COST_COLUMNS]
+    out = rows.assign(setting=setting)
+    for col in COST_COLUMNS:
+        out[col] = out[col] + out.qid.map(extra[col])
+    return out

@@ -326,9 +326,31 @@ class RevisionSection:
         return [(s, n // s) for n in self.revision_budgets() for s in powers_of_two(n)]
 
 
+# the search families compute-optimal search may choose among (notebook 02's results table has them)
+SEARCH_METHODS = ("best_of_n_weighted", "beam", "lookahead", "dvts")
+
+
+@dataclass(frozen=True)
+class ComputeOptimalSection:
+    """Compute-optimal selection over notebooks 02 and 03's results (notebook 04, paper §3.2 and Eq. 1)."""
+    folds: int = 2  # cross-validation folds: a setting is chosen on the other folds' questions (the paper: 2)
+    search_methods: list = field(default_factory=lambda: list(SEARCH_METHODS))  # what compute-optimal search picks
+    prediction_samples: int = 128  # pool samples per question whose mean verifier score predicts its difficulty
+    efficiency_resamples: int = 2000  # bootstrap resamples of the efficiency ratio's CI
+
+    def check(self):
+        check_int("folds", self.folds, lo=2)
+        check(isinstance(self.search_methods, list) and len(self.search_methods) >= 1
+              and all(m in SEARCH_METHODS for m in self.search_methods) and len(set(self.search_methods))
+              == len(self.search_methods), "search_methods", self.search_methods,
+              f"a non-empty list of distinct methods among {list(SEARCH_METHODS)}")
+        check_int("prediction_samples", self.prediction_samples)
+        check_int("efficiency_resamples", self.efficiency_resamples, lo=100)
+
+
 SECTIONS = (RunSection, WorldSection, LadderSection, TestSection, SamplingSection, Pass1Section, ValiditySection,
             PoolSection,
-            LadderEvalSection, ShardSection, PrmSection, SearchSection, RevisionSection)
+            LadderEvalSection, ShardSection, PrmSection, SearchSection, RevisionSection, ComputeOptimalSection)
 
 
 # --- checks across sections: each runs on every config that has all the fields it names ---------------------------
@@ -373,6 +395,12 @@ def _revisions_fit_test(c):
           f"an int in [1, num_test={c.num_test}] (the chains run on test questions)")
 
 
+def _prediction_fits_pool(c):
+    check(c.prediction_samples <= c.pool_size // 2, "prediction_samples", c.prediction_samples,
+          f"an int in [1, pool_size / 2 = {c.pool_size // 2}] (the predicted bins read the half of the pool the "
+          f"oracle bins read)")
+
+
 CROSS_CHECKS = (
     (("revision_test_questions", "num_test"), _revisions_fit_test),
     (("num_bins", "num_test"), _bins_fit_test),
@@ -381,6 +409,7 @@ CROSS_CHECKS = (
     (("beam_width", "max_budget"), _beam_fits_budget),
     (("verifier_rung", "ladder_hidden"), _rung_exists),
     (("lookahead_steps", "max_budget"), _lookahead_affordable),
+    (("prediction_samples", "pool_size"), _prediction_fits_pool),
 )
 
 
@@ -421,6 +450,12 @@ class NotebookConfig:
         check(not unknown, "parameters", unknown, f"names among {cls.parameter_names()}")
         return cls(**params)
 
+    def for_notebook(self, notebook: str):
+        """The config `notebook` would have with this one's values: a notebook that reads another's stages calls
+        them with it, so their cache keys (which hash the whole config) are that notebook's own."""
+        cls = notebook_config(notebook)
+        return cls(**{name: getattr(self, name) for name in cls.parameter_names()})
+
     def train(self) -> TrainConfig:
         return TrainConfig(tokens=self.train_tokens, batch_size=self.batch_size, learning_rate=self.learning_rate,
                            lr_scaling=self.lr_scaling, precision=self.train_precision, seed=self.seed)
@@ -428,6 +463,11 @@ class NotebookConfig:
     def as_dict(self) -> dict:
         """Every parameter's resolved value, in section order (a copy: mutating it leaves the config alone)."""
         return {name: copy.deepcopy(getattr(self, name)) for name in self.parameter_names()}
+
+    def cache_key(self) -> dict:
+        """`as_dict` without what only says where things go (the profile's name, data_dir, figures_dir): a cached
+        table keyed by it is found again by any notebook, from any folder, that resolves the same values."""
+        return {k: v for k, v in self.as_dict().items() if k not in ("profile", "data_dir", "figures_dir")}
 
     def __repr__(self) -> str:
         # one line per section, so the config cell shows every resolved value readably
@@ -463,8 +503,19 @@ class RevisionNotebookConfig(NotebookConfig, RunSection, WorldSection, LadderSec
     shard, num_shards = 0, 1  # not parameters: the pool is read whole here (notebook 01 shards its sampling)
 
 
+@dataclass(frozen=True, repr=False)
+class ComputeOptimalNotebookConfig(NotebookConfig, RunSection, WorldSection, LadderSection, TestSection,
+                                   SamplingSection, PoolSection, PrmSection, SearchSection, RevisionSection,
+                                   ComputeOptimalSection):
+    """Parameters of notebooks/04_compute_optimal.ipynb (compute-optimal search and revisions, the efficiency
+    ratio); it reads notebooks 01-03's cached stages with their own configs (`for_notebook`)."""
+
+    shard, num_shards = 0, 1  # not parameters: the pool is read whole here (notebook 01 shards its sampling)
+
+
 NOTEBOOK_CONFIGS = {"00_world": WorldNotebookConfig, "01_difficulty_bins": PoolNotebookConfig,
-                    "02_prm_search": PrmSearchNotebookConfig, "03_revisions": RevisionNotebookConfig}
+                    "02_prm_search": PrmSearchNotebookConfig, "03_revisions": RevisionNotebookConfig,
+                    "04_compute_optimal": ComputeOptimalNotebookConfig}
 
 
 def all_parameter_names() -> set[str]:

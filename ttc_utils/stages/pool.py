@@ -79,6 +79,6 @@ def pool_results(cfg, pool: pd.DataFrame, bins: pd.DataFrame, policy_params: int
                                                    ("curve half", curve_half(cfg, pool), half_budgets(cfg)))
                           for rule in ("pass_at_n", "majority")], ignore_index=True)
 
-    key = {"config": cfg.as_dict(), "pool": pd.util.hash_pandas_object(pool[["qid", "text"]], index=False).sum().item(),
-           "bins": bins.bin.tolist(), "policy_params": policy_params}
+    key = {"config": cfg.cache_key(), "bins": bins.bin.tolist(), "policy_params": policy_params,
+           "pool": pd.util.hash_pandas_object(pool[["qid", "text"]], index=False).sum().item()}
     return cfg.cache().table("results-01_difficulty_bins", key, compute)

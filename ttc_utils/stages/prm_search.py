@@ -221,7 +221,7 @@ def results(cfg, pool: pd.DataFrame, prm_pool: pd.DataFrame, orm_pool: pd.DataFr
                        for v in runs.verifier.unique()]).assign(scope="search"),
         ], ignore_index=True)
 
-    key = {"config": cfg.as_dict(), "params": params,
+    key = {"config": cfg.cache_key(), "params": params,
            "inputs": [pd.util.hash_pandas_object(f[cols], index=False).sum().item()
                       for f, cols in ((pool, ["qid", "text"]), (prm_pool, ["last", "min"]), (orm_pool, ["last"]),
                                       (same_pool, ["last"]), (runs, ["qid", "correct"]))]}

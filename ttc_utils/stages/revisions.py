@@ -96,20 +96,28 @@ def score_chains(cfg, verifier: ModelSpec, chains: pd.DataFrame, name: str, hist
 
 def results(cfg, chains_by_verifier: dict[str, pd.DataFrame], bins: pd.DataFrame, params: dict[str, int]
             ) -> pd.DataFrame:
-    """The notebook's results table: every (S, P) of the sweep by majority (over all attempts) and by hierarchical
-    best-of-N weighted with each verifier (`chains_by_verifier`: setting name -> scored chains of every seed);
-    `params`: non-embedding parameters of "policy" and of each verifier setting. Extra columns: sequential,
+    """The notebook's results table (cached): every (S, P) of the sweep by majority (over all attempts) and by
+    hierarchical best-of-N weighted with each verifier (`chains_by_verifier`: setting name -> scored chains of every
+    seed); `params`: non-embedding parameters of "policy" and of each verifier setting. Extra columns: sequential,
     parallel."""
     shapes, first = cfg.revision_shapes(), next(iter(chains_by_verifier))  # majority reads no score: once
-    frames = []
-    for name, chains in chains_by_verifier.items():
-        for seed, c in chains.groupby("seed"):
-            frames.append(chain_results(c, "best_of_n_weighted", shapes, seed, name, "score", bins, params["policy"],
-                                        params[name]))
-            if name == first:
-                frames.append(chain_results(c, "majority", shapes, seed, "majority", bins=bins,
-                                            policy_params=params["policy"]))
-    return _seeds_in_order(pd.concat(frames, ignore_index=True))
+
+    def compute() -> pd.DataFrame:
+        frames = []
+        for name, chains in chains_by_verifier.items():
+            for seed, c in chains.groupby("seed"):
+                frames.append(chain_results(c, "best_of_n_weighted", shapes, seed, name, "score", bins,
+                                            params["policy"], params[name]))
+                if name == first:
+                    frames.append(chain_results(c, "majority", shapes, seed, "majority", bins=bins,
+                                                policy_params=params["policy"]))
+        return _seeds_in_order(pd.concat(frames, ignore_index=True))
+
+    key = {"config": cfg.cache_key(), "params": params, "bins": bins.bin.tolist(),
+           "inputs": {name: pd.util.hash_pandas_object(c[["seed", "qid", "chain", "step", "answer", "correct", "score",
+                                                          "verifier_tokens"]], index=False).sum().item()
+                      for name, c in chains_by_verifier.items()}}
+    return cfg.cache().table("results-03_revisions", key, compute)
 
 
 def _seeds_in_order(rows: pd.DataFrame) -> pd.DataFrame:
