@@ -174,3 +174,17 @@ def test_charging_a_cost_raises_each_question_costs_and_relabels():
     assert (out.correct == rows.correct).all() and (out.budget == 2).all()
     with pytest.raises(ValueError, match="cost"):
         charge(rows, cost.iloc[:2], "charged")
+
+
+def test_a_search_method_missing_from_the_results_table_is_a_clear_error():
+    from ttc_utils.config import ComputeOptimalNotebookConfig
+    from ttc_utils.stages.compute_optimal import search_candidates
+    small = dict(max_budget=16, pool_size=32, prediction_samples=16)
+    cfg = ComputeOptimalNotebookConfig(**small, search_methods=["beam", "dvts"])
+    rows = table(easy_beam_hard_bon, questions=4, seeds=1, budgets=(4,)).assign(scope="search")
+    rows = rows.assign(setting=rows.setting.map({"beam": "beam M=4", "bon": "beam M=sqrt N", "lookahead": "x"}),
+                       method="beam")
+    beam_only = ComputeOptimalNotebookConfig(**small, search_methods=["beam"])
+    assert set(search_candidates(beam_only, rows).setting) == {"beam M=4", "beam M=sqrt N"}
+    with pytest.raises(ValueError, match="search_methods.*dvts"):
+        search_candidates(cfg, rows)
