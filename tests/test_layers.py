@@ -10,8 +10,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ttc_utils"
 
 # the lowest layer first; a module may import only from its own layer or lower ones
 LAYERS = [
-    {"checks", "world", "tokenizer", "aggregation", "batching", "model_spec", "cache", "difficulty", "estimators",
-     "plots", "policy", "verifier", "tasks.base"},
+    {"checks", "flops", "world", "tokenizer", "aggregation", "batching", "model_spec", "cache", "difficulty",
+     "estimators", "plots", "policy", "verifier", "tasks.base"},
     {"tasks", "tasks.arithmetic", "tasks.math", "models"},
     {"transformers_policy", "token_verifier", "value_head", "registry", "training"},
     {"sampling", "labels", "verifier_training", "scoring", "search", "evaluation", "verifier_quality", "revisions",
@@ -20,7 +20,7 @@ LAYERS = [
     {"validity"},
     {"config"},
     {"stages", "stages.common", "stages.world", "stages.pool", "stages.prm_search", "stages.revisions",
-     "stages.compute_optimal"},
+     "stages.compute_optimal", "stages.flops_matched"},
     {"run", "figure_diff"},
 ]
 

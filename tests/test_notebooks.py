@@ -159,3 +159,16 @@ def test_04_compute_optimal_smoke(tmp_path):
     fig4 = {c["setting"] for c in json.loads((FIGURES / "fig04_compute_optimal_search.json").read_text())}
     assert {"majority", "ORM best-of-N weighted", "PRM best-of-N weighted", "compute-optimal search, oracle bins",
             "compute-optimal search, predicted bins"} <= fig4
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_05_flops_matched_smoke(tmp_path):
+    run_smoke("05_flops_matched", tmp_path, ("fig09_flops_matched", "fig01b_flops_matched_improvement",
+                                             "nb05_exchange_rate"))
+    numbers = json.loads((FIGURES / "nb05_findings.json").read_text())
+    # 2 kinds x 3 R x 3 difficulty groups, each decided
+    assert len(numbers["findings"]) == 18
+    assert all(f["verdict"] in ("holds", "fails", "inconclusive", "uninformative") for f in numbers["findings"])
+    assert len(numbers["matched"]) == 3 * 3 * 2  # larger rungs x R x kinds
+    assert all(m["budget"] <= m["K"] for m in numbers["matched"])

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import copy
 import json
+import math
 import os
 import sys
 import tempfile
@@ -348,9 +349,23 @@ class ComputeOptimalSection:
         check_int("efficiency_resamples", self.efficiency_resamples, lo=100)
 
 
+@dataclass(frozen=True)
+class FlopsSection:
+    """The FLOPs-matched comparison of test-time compute and pretraining (notebook 05, paper §7)."""
+    # R = D_inference / D_pretrain (the paper's arXiv values; with accounting "iclr" its are 0.08, 0.40, 11)
+    inference_ratios: list = field(default_factory=lambda: [0.16, 0.79, 22.0])
+
+    def check(self):
+        check(isinstance(self.inference_ratios, list) and len(self.inference_ratios) >= 1
+              and all(isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r) and r > 0
+                      for r in self.inference_ratios), "inference_ratios", self.inference_ratios,
+              "a non-empty list of ratios R = D_inference / D_pretrain > 0")
+
+
 SECTIONS = (RunSection, WorldSection, LadderSection, TestSection, SamplingSection, Pass1Section, ValiditySection,
             PoolSection,
-            LadderEvalSection, ShardSection, PrmSection, SearchSection, RevisionSection, ComputeOptimalSection)
+            LadderEvalSection, ShardSection, PrmSection, SearchSection, RevisionSection, ComputeOptimalSection,
+            FlopsSection)
 
 
 # --- checks across sections: each runs on every config that has all the fields it names ---------------------------
@@ -513,9 +528,19 @@ class ComputeOptimalNotebookConfig(NotebookConfig, RunSection, WorldSection, Lad
     shard, num_shards = 0, 1  # not parameters: the pool is read whole here (notebook 01 shards its sampling)
 
 
+@dataclass(frozen=True, repr=False)
+class FlopsMatchedNotebookConfig(NotebookConfig, RunSection, WorldSection, LadderSection, TestSection,
+                                 SamplingSection, PoolSection, PrmSection, SearchSection, RevisionSection,
+                                 ComputeOptimalSection, FlopsSection):
+    """Parameters of notebooks/05_flops_matched.ipynb (test-time compute on the base vs the larger rungs at matched
+    FLOPs); it reads notebook 04's stages with its config (`for_notebook`)."""
+
+    shard, num_shards = 0, 1  # not parameters: the pool is read whole here (notebook 01 shards its sampling)
+
+
 NOTEBOOK_CONFIGS = {"00_world": WorldNotebookConfig, "01_difficulty_bins": PoolNotebookConfig,
                     "02_prm_search": PrmSearchNotebookConfig, "03_revisions": RevisionNotebookConfig,
-                    "04_compute_optimal": ComputeOptimalNotebookConfig}
+                    "04_compute_optimal": ComputeOptimalNotebookConfig, "05_flops_matched": FlopsMatchedNotebookConfig}
 
 
 def all_parameter_names() -> set[str]:

@@ -1,0 +1,178 @@
+"""Notebook 05's stages: the base policy's compute-optimal test-time compute (notebook 04's, oracle bins) against every
+larger rung of the ladder at its greedy pass@1, matched in FLOPs (`flops.matched_budget`), per difficulty group.
+
+    ladder = checked_ladder(cfg)                       # every rung on the same pretraining tokens, or an error
+    greedy = greedy_rows(cfg, ladder, bins)            # results-table rows: setting "greedy <rung>", budget 1
+    match = matched(cfg, ladder, budgets)              # rung, M, R, K, the budget used (the largest <= K)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..checks import check
+from ..compute_optimal import efficiency_ratio
+from ..evaluation import greedy_samples
+from ..findings import Arm, Claim
+from ..flops import break_even_ratio, matched_budget
+from ..results import flops
+from . import common
+from . import compute_optimal as co_stages
+
+OPTIMAL = {kind: f"compute-optimal {kind}, oracle bins" for kind in ("search", "revisions")}
+
+
+def difficulty_groups(num_bins: int) -> dict[str, tuple]:
+    """Easy / medium / hard as bins: the first and last 40% of the bins (rounded) are easy and hard, the rest medium
+    (5 bins: 1-2, 3, 4-5). A group with no bin is left out."""
+    k = max(1, round(0.4 * num_bins))
+    bins = list(range(1, num_bins + 1))
+    groups = {"easy": tuple(bins[:k]), "medium": tuple(bins[k:num_bins - k]), "hard": tuple(bins[num_bins - k:])}
+    return {g: b for g, b in groups.items() if b}
+
+
+def checked_ladder(cfg) -> pd.DataFrame:
+    """Notebook 00's ladder, checked (`check_ladder`) before any compute, with M per rung."""
+    return check_ladder(common.ladder(cfg)[0])
+
+
+def check_ladder(ladder: pd.DataFrame) -> pd.DataFrame:
+    """`ladder` (its rungs' train records: name, path, non_embedding_params, tokens) with M, each rung's non-embedding
+    parameters over the base's. An error when there is no larger rung, a rung's folder is missing, a rung is not
+    larger than the base, or a rung saw other pretraining tokens than the base (the comparison is FLOPs-honest only
+    on the same tokens)."""
+    check(len(ladder) >= 2, "ladder", f"{len(ladder)} rung(s)", "at least two rungs (a base and a larger model)")
+    base = ladder.iloc[0]
+    for rung in ladder.itertuples():
+        check(Path(rung.path).is_dir(), "ladder", f"rung {rung.name} at {rung.path}", "a trained model folder")
+        check(rung.tokens == base.tokens, "ladder", f"rung {rung.name} on {rung.tokens} tokens",
+              f"every rung on the base's {base.tokens} pretraining tokens")
+        size = rung.non_embedding_params
+        check(size >= base.non_embedding_params, "ladder", f"rung {rung.name} ({size} parameters)",
+              f"rungs at least the base's size ({base.non_embedding_params})")
+    return ladder.assign(m=ladder.non_embedding_params / base.non_embedding_params)
+
+
+def reference_rung(ladder: pd.DataFrame) -> pd.Series:
+    """The larger rung whose parameter ratio is closest to the paper's ~14x."""
+    larger = ladder.iloc[1:]
+    return larger.loc[(np.log(larger.m) - np.log(14)).abs().idxmin()]
+
+
+def greedy_rows(cfg, ladder: pd.DataFrame, bins: pd.DataFrame) -> pd.DataFrame:
+    """Every rung's greedy answer to each test question (notebook 01's cached samples) as results-table rows:
+    method "greedy", setting "greedy <rung>", budget 1, the oracle bin, measured tokens and FLOPs."""
+    frames = []
+    for m, s in greedy_samples(cfg.cache(), ladder, common.task(cfg), common.test_questions(cfg), cfg.seed,
+                               common.max_new_tokens(cfg), cfg.device):
+        frames.append(s.assign(method="greedy", setting=f"greedy {m.name}", budget=1, seed=0, generations=1,
+                               correct=s.correct.astype(float), policy_tokens=s.num_tokens,
+                               prefill_tokens=s.prompt_tokens, verifier_tokens=0, verifier_calls=0,
+                               flops=flops(m.non_embedding_params, None, s.num_tokens, s.prompt_tokens, 0)))
+    out = pd.concat(frames, ignore_index=True)
+    return co_stages.with_bins(out, bins)
+
+
+def optimal_rows(cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(compute-optimal rows of notebook 04 for search and revisions with oracle bins, notebook 02's oracle bins)."""
+    c = cfg.for_notebook("04_compute_optimal")
+    search, revision = co_stages.search_tables(c), co_stages.revision_tables(c)
+    frames = []
+    for kind, cands in (("search", co_stages.search_candidates(c, search["results"])),
+                        ("revisions", co_stages.revision_candidates(revision["results"]))):
+        rows, _ = co_stages.compute_optimal(cands, ["setting"], c.folds, c.seed, OPTIMAL[kind])
+        frames.append(rows)
+    return pd.concat(frames, ignore_index=True), search["bins"]
+
+
+
+def matched(cfg, ladder: pd.DataFrame, budgets: dict[str, list[int]]) -> pd.DataFrame:
+    """Per larger rung, R of `inference_ratios` and kind: M, the FLOPs-matched K, and the budget the comparison uses:
+    the largest of the kind's budgets <= K (`capped` where K is beyond them all, so the test-time side spends less
+    than it may)."""
+    rows = []
+    for rung in ladder.iloc[1:].itertuples():
+        for r in cfg.inference_ratios:
+            k = matched_budget(rung.m, r, cfg.accounting)
+            for kind, grid in budgets.items():
+                usable = [b for b in sorted(grid) if b <= k]
+                rows.append({"rung": rung.name, "m": rung.m, "R": r, "K": k, "kind": kind, "budget": max(usable),
+                             "capped": k > max(grid)})
+    return pd.DataFrame(rows)
+
+
+def exchange_rates(cfg, optimal: pd.DataFrame, greedy: pd.DataFrame, ladder: pd.DataFrame) -> pd.DataFrame:
+    """Beyond the paper: per larger rung, kind and difficulty group, the test-time budget at which the base's
+    compute-optimal curve reaches the rung's greedy accuracy (`efficiency_ratio` with the rung as the target; a CI
+    over questions; `reached` False: never within the budgets, a lower bound), and the R below which that budget is
+    the cheaper side (`flops.break_even_ratio`)."""
+    rows = []
+    for rung in ladder.iloc[1:].itertuples():
+        target = greedy[greedy.setting == f"greedy {rung.name}"]
+        for kind, setting in OPTIMAL.items():
+            curve = optimal[optimal.setting == setting]
+            for group, bins in {"all": None, **difficulty_groups(cfg.num_bins)}.items():
+                pick = (lambda r: r) if bins is None else (lambda r, b=bins: r[r.bin.isin(b)])
+                if len(set(pick(target).qid) & set(pick(curve).qid)) < 2:
+                    continue  # a group the curve's questions barely reach (a small profile): no CI to draw
+                e = efficiency_ratio(pick(target), pick(curve), cfg.efficiency_resamples, cfg.seed).iloc[0]
+                rows.append({"rung": rung.name, "m": rung.m, "kind": kind, "group": group,
+                             "greedy_accuracy": e.accuracy, "budget_to_match": e.reference_budget, "low": e.low,
+                             "high": e.high, "reached": bool(e.reached), "questions": int(e.questions),
+                             "break_even_R": break_even_ratio(rung.m, e.reference_budget, cfg.accounting)})
+    return pd.DataFrame(rows)
+
+
+def paper_expects(group: str, r: float) -> str:
+    """Our reading of the paper's §7 summary: test-time compute wins on easy questions up to R ~ 1 and on medium
+    ones when R << 1; pretraining wins on the hardest questions and when R >> 1."""
+    return "test-time" if (group == "easy" and r <= 1) or (group == "medium" and r < 0.5) else "pretraining"
+
+
+def claims(cfg, match: pd.DataFrame, rung: str) -> list[Claim]:
+    """Per kind, R and difficulty group: "test-time compute on the base beats the larger rung `rung`'s greedy answer
+    at the same FLOPs" (the budget from `matched`)."""
+    out = []
+    for row in match[match.rung == rung].itertuples():
+        for group, bins in difficulty_groups(cfg.num_bins).items():
+            cap = f"; K={row.K:.0f} capped" if row.capped else ""
+            out.append(Claim(f"{row.kind}: test-time (N={row.budget}{cap}) beats the {row.m:.1f}x model on {group} "
+                             f"questions at R={row.R:g} (paper: {paper_expects(group, row.R)})",
+                             Arm(OPTIMAL[row.kind], row.budget, bin=bins), Arm(f"greedy {rung}", 1, bin=bins)))
+    return out
+
+
+def _group_accuracy(rows: pd.DataFrame, bins: tuple) -> float:
+    part = rows[rows.bin.isin(bins)]
+    return float(part.groupby("qid").correct.mean().mean())
+
+
+def relative_improvement(cfg, optimal: pd.DataFrame, greedy: pd.DataFrame, match: pd.DataFrame, rung: str
+                         ) -> pd.DataFrame:
+    """Fig. 1 (right): per kind, R and difficulty group, test-time accuracy at the matched budget and the larger
+    rung's greedy accuracy on the same questions, and the relative improvement (test-time / larger - 1)."""
+    rows = []
+    large = greedy[greedy.setting == f"greedy {rung}"]
+    for m in match[match.rung == rung].itertuples():
+        tt = optimal[(optimal.setting == OPTIMAL[m.kind]) & (optimal.budget == m.budget)]
+        for group, bins in difficulty_groups(cfg.num_bins).items():
+            a, b = _group_accuracy(tt, bins), _group_accuracy(large[large.qid.isin(tt.qid)], bins)
+            rows.append({"kind": m.kind, "R": m.R, "group": group, "bins": "-".join(map(str, bins)),
+                         "budget": m.budget, "test_time": a, "larger": b, "improvement": a / b - 1 if b else np.nan})
+    return pd.DataFrame(rows)
+
+
+def flops_table(match: pd.DataFrame, optimal: pd.DataFrame, greedy: pd.DataFrame, ladder: pd.DataFrame,
+                rung: str) -> pd.DataFrame:
+    """The formula next to what was spent, per question: the FLOPs the base may spend at K (K times its measured
+    FLOPs per plain sample, as the formula counts them) and what compute-optimal measured at the budget used
+    (policy and verifier, prefill and decode), with the larger rung's measured greedy FLOPs."""
+    base = greedy[greedy.setting == f"greedy {ladder.name.iloc[0]}"].flops.mean()
+    large = greedy[greedy.setting == f"greedy {rung}"].flops.mean()
+    out = match[match.rung == rung].copy()
+    spent = {(k, b): optimal[(optimal.setting == OPTIMAL[k]) & (optimal.budget == b)].flops.mean()
+             for k, b in zip(out.kind, out.budget)}
+    return out.assign(allowed_flops=out.K * base, spent_flops=[spent[(k, b)] for k, b in zip(out.kind, out.budget)],
+                      larger_greedy_flops=large)
