@@ -50,3 +50,19 @@ def test_mc_labels_drop_solutions_without_an_answer_and_resume_from_cache(oracle
     pd.testing.assert_frame_equal(first, again)
     with pytest.raises(ValueError, match="rollouts"):
         mc_labels(cache, spec, TASK, PROBLEMS, SamplingParams(n=2), rollouts=0, seed=1)
+
+
+def test_flipping_labels_flips_about_the_share_asked_and_nothing_else():
+    import numpy as np
+    import pandas as pd
+
+    from ttc_utils.labels import flip_labels
+    rng = np.random.default_rng(0)
+    labels = pd.DataFrame({"qid": range(500), "correct": True,
+                           "targets": [rng.random(rng.integers(1, 8)) for _ in range(500)]})
+    out = flip_labels(labels, 0.2, seed=3)
+    before, after = np.concatenate(labels.targets.to_list()), np.concatenate(out.targets.to_list())
+    flipped = ~np.isclose(before, after)
+    assert 0.17 < flipped.mean() < 0.23 and np.allclose(after[flipped], 1 - before[flipped])
+    assert out.correct.all() and flip_labels(labels, 0.2, seed=3).targets.map(list).equals(out.targets.map(list))
+    assert np.allclose(np.concatenate(flip_labels(labels, 0.0, seed=3).targets.to_list()), before)

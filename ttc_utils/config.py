@@ -352,8 +352,7 @@ class ComputeOptimalSection:
 @dataclass(frozen=True)
 class FlopsSection:
     """The FLOPs-matched comparison of test-time compute and pretraining (notebook 05, paper §7)."""
-    # R = D_inference / D_pretrain (the paper's arXiv values; with accounting "iclr" its are 0.08, 0.40, 11)
-    inference_ratios: list = field(default_factory=lambda: [0.16, 0.79, 22.0])
+    inference_ratios: list = field(default_factory=lambda: [0.16, 0.79, 22.0])  # R: inference / pretraining tokens
 
     def check(self):
         check(isinstance(self.inference_ratios, list) and len(self.inference_ratios) >= 1

@@ -83,3 +83,16 @@ def mc_labels(cache: Cache, policy, task, problems: list, params: SamplingParams
         return pd.DataFrame(rows, columns=LABEL_COLUMNS)
 
     return cache.chunked("prm-labels", key, len(chunks), compute, desc=f"MC rollouts ({len(problems)} questions)")
+
+
+def flip_labels(labels: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:
+    """`labels` with a random `share` of the step targets flipped (t -> 1 - t, each step independently, seeded): the
+    ICLR paper's weaker PRM ("20% of its labels flipped"). `correct` and the step truth are left alone."""
+    if not 0 <= share <= 1:
+        raise ValueError(f"share={share!r} is not allowed: expected a fraction in [0, 1]")
+    rng = np.random.default_rng(derive_seed(seed, "flip-labels"))
+    flipped = []
+    for t in labels.targets:
+        t = np.asarray(t, dtype=float)
+        flipped.append(np.where(rng.random(len(t)) < share, 1.0 - t, t))
+    return labels.assign(targets=flipped)

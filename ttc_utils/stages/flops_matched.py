@@ -17,11 +17,16 @@ from ..compute_optimal import efficiency_ratio
 from ..evaluation import greedy_samples
 from ..findings import Arm, Claim
 from ..flops import break_even_ratio, matched_budget
-from ..results import flops
-from . import common
+from ..labels import flip_labels
+from ..results import flops, selection_results
+from . import common, prm_search
 from . import compute_optimal as co_stages
+from . import pool as pool_stages
 
 OPTIMAL = {kind: f"compute-optimal {kind}, oracle bins" for kind in ("search", "revisions")}
+FLIPPED = 0.2  # the ICLR paper's weaker PRM: this share of its step labels flipped
+WEAK = {"prm": "PRM best-of-N weighted", "flipped": f"PRM with {FLIPPED:.0%} of its labels flipped, best-of-N weighted",
+        "majority": "majority (no verifier)"}
 
 
 def difficulty_groups(num_bins: int) -> dict[str, tuple]:
@@ -75,8 +80,9 @@ def greedy_rows(cfg, ladder: pd.DataFrame, bins: pd.DataFrame) -> pd.DataFrame:
     return co_stages.with_bins(out, bins)
 
 
-def optimal_rows(cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(compute-optimal rows of notebook 04 for search and revisions with oracle bins, notebook 02's oracle bins)."""
+def optimal_rows(cfg) -> tuple[pd.DataFrame, dict]:
+    """(compute-optimal rows of notebook 04 for search and revisions with oracle bins, notebook 02's tables:
+    results, pool, bins, params)."""
     c = cfg.for_notebook("04_compute_optimal")
     search, revision = co_stages.search_tables(c), co_stages.revision_tables(c)
     frames = []
@@ -84,8 +90,28 @@ def optimal_rows(cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
                         ("revisions", co_stages.revision_candidates(revision["results"]))):
         rows, _ = co_stages.compute_optimal(cands, ["setting"], c.folds, c.seed, OPTIMAL[kind])
         frames.append(rows)
-    return pd.concat(frames, ignore_index=True), search["bins"]
+    return pd.concat(frames, ignore_index=True), search
 
+
+def weak_verifier_rows(cfg, search: dict) -> pd.DataFrame:
+    """The ICLR paper's weaker verifiers, on the pool half the oracle bins never read (the search questions): majority
+    (no verifier), best-of-N weighted with the PRM, and with a PRM trained on the same labels with `FLIPPED` of its
+    step labels flipped (`labels.flip_labels`; same backbone and recipe)."""
+    c = cfg.for_notebook("02_prm_search")
+    ladder, _ = common.ladder(c)
+    labels = flip_labels(prm_search.prm_labels(c, common.base_policy(c, ladder)), FLIPPED, c.seed)
+    weak = prm_search.train_prm(c, prm_search.verifier_base(c, ladder), labels)
+    subset = {p.qid for p in prm_search.search_subset(c)}
+    half = pool_stages.curve_half(c, search["pool"])
+    scored = prm_search.score_pool(c, weak, half[half.qid.isin(subset)], "scores-prm-flipped")
+    flipped = selection_results(scored, "best_of_n_weighted", pool_stages.half_budgets(c), c.num_subsets, c.seed,
+                                WEAK["flipped"], c.aggregation, search["bins"], search["params"]["policy"],
+                                search["params"]["prm"])
+    results = search["results"]
+    half_rows = results[(results.scope == "curve half") & results.setting.isin(["majority", "best-of-N weighted"])]
+    half_rows = half_rows.assign(setting=half_rows.setting.map({"majority": WEAK["majority"],
+                                                                "best-of-N weighted": WEAK["prm"]}))
+    return pd.concat([half_rows.drop(columns="scope"), flipped], ignore_index=True)
 
 
 def matched(cfg, ladder: pd.DataFrame, budgets: dict[str, list[int]]) -> pd.DataFrame:
@@ -149,18 +175,20 @@ def _group_accuracy(rows: pd.DataFrame, bins: tuple) -> float:
     return float(part.groupby("qid").correct.mean().mean())
 
 
-def relative_improvement(cfg, optimal: pd.DataFrame, greedy: pd.DataFrame, match: pd.DataFrame, rung: str
-                         ) -> pd.DataFrame:
+def relative_improvement(cfg, optimal: pd.DataFrame, greedy: pd.DataFrame, match: pd.DataFrame, rung: str,
+                         settings: dict | None = None) -> pd.DataFrame:
     """Fig. 1 (right): per kind, R and difficulty group, test-time accuracy at the matched budget and the larger
-    rung's greedy accuracy on the same questions, and the relative improvement (test-time / larger - 1)."""
-    rows = []
+    rung's greedy accuracy on the same questions, and the relative improvement (test-time / larger - 1). `settings`:
+    kind -> its setting in `optimal` (default `OPTIMAL`)."""
+    rows, settings = [], settings or OPTIMAL
     large = greedy[greedy.setting == f"greedy {rung}"]
     for m in match[match.rung == rung].itertuples():
-        tt = optimal[(optimal.setting == OPTIMAL[m.kind]) & (optimal.budget == m.budget)]
+        tt = optimal[(optimal.setting == settings[m.kind]) & (optimal.budget == m.budget)]
         for group, bins in difficulty_groups(cfg.num_bins).items():
             a, b = _group_accuracy(tt, bins), _group_accuracy(large[large.qid.isin(tt.qid)], bins)
-            rows.append({"kind": m.kind, "R": m.R, "group": group, "bins": "-".join(map(str, bins)),
-                         "budget": m.budget, "test_time": a, "larger": b, "improvement": a / b - 1 if b else np.nan})
+            rows.append({"kind": m.kind, "R": m.R, "ratio": f"R={m.R:g}", "group": group,
+                         "bins": "-".join(map(str, bins)), "budget": m.budget, "test_time": a, "larger": b,
+                         "improvement": a / b - 1 if b else np.nan})
     return pd.DataFrame(rows)
 
 
@@ -176,3 +204,9 @@ def flops_table(match: pd.DataFrame, optimal: pd.DataFrame, greedy: pd.DataFrame
              for k, b in zip(out.kind, out.budget)}
     return out.assign(allowed_flops=out.K * base, spent_flops=[spent[(k, b)] for k, b in zip(out.kind, out.budget)],
                       larger_greedy_flops=large)
+
+
+def weak_claim(budget: int) -> Claim:
+    """Does the weaker PRM select worse? Best-of-N weighted with the PRM against the one with flipped labels."""
+    return Claim(f"the PRM beats the PRM with {FLIPPED:.0%} of its labels flipped in best-of-N weighted (N={budget})",
+                 Arm(WEAK["prm"], budget), Arm(WEAK["flipped"], budget))

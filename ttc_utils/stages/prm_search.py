@@ -88,6 +88,11 @@ ABLATIONS = ((SAME_SIZE, "rung0", {}),
               {"head": "finetune", "learning_rate": 5e-4, "max_epochs": 8, "patience": 1}))
 
 
+def train_prm(cfg, base: ModelSpec, labels: pd.DataFrame) -> ModelSpec:
+    """A PRM on `base` with the notebook's recipe, on any label set (e.g. `labels.flip_labels` of the real ones)."""
+    return _train(cfg, base, labels, "prm", verifier_train_config(cfg))
+
+
 def same_size_prm(cfg, policy: ModelSpec, labels: pd.DataFrame) -> ModelSpec:
     """The PRM on the policy's own weights (same recipe and labels as the default PRM)."""
     return _train(cfg, policy, labels, "prm", verifier_train_config(cfg))
