@@ -47,6 +47,7 @@ class ModelSpec:
     dtype: str | None = None  # None (the checkpoint's own), "float32", "bfloat16" or "float16"
     device: str = "cpu"  # "cpu", "cuda", "cuda:1", ...
     param: str = field(default="model_path", compare=False)  # the notebook parameter, for error messages
+    trust_remote_code: bool = False  # run the model's own code from the hub (an open PRM that needs it); opt-in
 
     def __post_init__(self):
         if isinstance(self.path, os.PathLike):  # a pathlib.Path is as good as its string

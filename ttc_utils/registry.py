@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from .open_prm import MathShepherdPRM, QwenPRM
 from .policy import Policy
 from .token_verifier import TransformersVerifier
 from .transformers_policy import TransformersPolicy
@@ -21,7 +22,9 @@ from .verifier import Verifier
 
 POLICY_BACKENDS: dict[str, Callable[..., Policy]] = {"transformers": TransformersPolicy.from_spec}
 VERIFIERS: dict[str, Callable[..., Verifier]] = {"value_head": LikelihoodVerifier.from_spec,
-                                                 "token_classifier": TransformersVerifier.from_spec}
+                                                 "token_classifier": TransformersVerifier.from_spec,
+                                                 "math_shepherd": MathShepherdPRM.from_spec,
+                                                 "qwen_prm": QwenPRM.from_spec}
 
 
 def register_policy_backend(name: str, factory: Callable[..., Policy]) -> None:
