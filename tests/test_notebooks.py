@@ -165,7 +165,8 @@ def test_04_compute_optimal_smoke(tmp_path):
 @pytest.mark.slow
 def test_05_flops_matched_smoke(tmp_path):
     run_smoke("05_flops_matched", tmp_path, ("fig09_flops_matched", "fig01b_flops_matched_improvement",
-                                             "iclr17_weak_verifiers", "nb05_exchange_rate"))
+                                             "iclr17_weak_verifiers", "iclr16_ladder_beam_vs_bon",
+                                             "nb05_exchange_rate"))
     numbers = json.loads((FIGURES / "nb05_findings.json").read_text())
     # 2 kinds x 3 R x 3 difficulty groups, each decided
     assert len(numbers["findings"]) == 18 + 1  # and whether the PRM with flipped labels selects worse

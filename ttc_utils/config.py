@@ -529,8 +529,8 @@ class ComputeOptimalNotebookConfig(NotebookConfig, RunSection, WorldSection, Lad
 
 @dataclass(frozen=True, repr=False)
 class FlopsMatchedNotebookConfig(NotebookConfig, RunSection, WorldSection, LadderSection, TestSection,
-                                 SamplingSection, PoolSection, PrmSection, SearchSection, RevisionSection,
-                                 ComputeOptimalSection, FlopsSection):
+                                 SamplingSection, PoolSection, LadderEvalSection, PrmSection, SearchSection,
+                                 RevisionSection, ComputeOptimalSection, FlopsSection):
     """Parameters of notebooks/05_flops_matched.ipynb (test-time compute on the base vs the larger rungs at matched
     FLOPs); it reads notebook 04's stages with its config (`for_notebook`)."""
 

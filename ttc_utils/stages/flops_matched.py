@@ -14,11 +14,13 @@ import pandas as pd
 
 from ..checks import check
 from ..compute_optimal import efficiency_ratio
-from ..evaluation import greedy_samples
+from ..evaluation import greedy_samples, ladder_samples
 from ..findings import Arm, Claim
 from ..flops import break_even_ratio, matched_budget
 from ..labels import flip_labels
-from ..results import flops, selection_results
+from ..policy import SamplingParams, derive_seed
+from ..results import flops, search_results, selection_results
+from ..search import run_search
 from . import common, prm_search
 from . import compute_optimal as co_stages
 from . import pool as pool_stages
@@ -210,3 +212,32 @@ def weak_claim(budget: int) -> Claim:
     """Does the weaker PRM select worse? Best-of-N weighted with the PRM against the one with flipped labels."""
     return Claim(f"the PRM beats the PRM with {FLIPPED:.0%} of its labels flipped in best-of-N weighted (N={budget})",
                  Arm(WEAK["prm"], budget), Arm(WEAK["flipped"], budget))
+
+
+def ladder_search_rows(cfg, ladder: pd.DataFrame, search: dict) -> pd.DataFrame:
+    """ICLR Fig. 16 on the ladder: with every rung as the policy, beam search (M = `beam_width`, one seed) against
+    best-of-N weighted with notebook 02's PRM, on the search questions and the base's oracle bins, at the budgets 4,
+    16, 64, 256 that best-of-N weighted can read from notebook 01's `ladder_samples` cached samples of each rung.
+    Rows carry `rung`."""
+    c = cfg.for_notebook("02_prm_search")
+    budgets = [b for b in (4, 16, 64, 256) if b <= min(cfg.ladder_samples, cfg.max_budget)]
+    check(bool(budgets), "ladder_samples", cfg.ladder_samples, "at least 4 (best-of-N weighted at N=4 reads 4 samples)")
+    ladder0, _ = common.ladder(c)
+    prm, _ = prm_search.train_reward_models(c, prm_search.verifier_base(c, ladder0),
+                                            prm_search.prm_labels(c, common.base_policy(c, ladder0)))
+    problems, task = prm_search.search_subset(c), common.task(c)
+    subset = {p.qid for p in problems}
+    beam = {s.x: s for s in prm_search.search_plan(c) if s.label == f"beam M={c.beam_width}" and s.x in budgets}
+    params = SamplingParams(n=cfg.ladder_samples, temperature=c.temperature, max_new_tokens=common.max_new_tokens(c))
+    frames = []
+    sampled = ladder_samples(c.cache(), ladder, task, common.test_questions(c), params, c.seed, "sampled", c.device)
+    for i, (rung, samples) in enumerate(sampled):
+        spec = common.rung(c, ladder, i, f"ladder rung {rung.name}")
+        scored = prm_search.score_pool(c, prm, samples[samples.qid.isin(subset)], f"scores-prm-{rung.name}")
+        frames.append(selection_results(scored, "best_of_n_weighted", budgets, c.num_subsets, c.seed,
+                                        "best-of-N weighted", c.aggregation, search["bins"]).assign(rung=rung.name))
+        for n, s in sorted(beam.items()):
+            runs = run_search(c.cache(), spec, prm, task, problems, s.search, derive_seed(c.seed, "search", 0) % 2**31)
+            frames.append(search_results(runs.drop(columns=["candidates", "answers", "scores", "subtrees"]).assign(
+                label=s.label, style=s.method, search_seed=0, budget=n), search["bins"]).assign(rung=rung.name))
+    return pd.concat(frames, ignore_index=True)
