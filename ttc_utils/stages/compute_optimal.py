@@ -63,12 +63,8 @@ def revision_tables(cfg) -> dict:
     bins = pool_stages.difficulty_bins(c, pool)
     base = prm_search.verifier_base(c, ladder)
     prm, _ = prm_search.train_reward_models(c, base, prm_search.prm_labels(c, policy))
-    verifiers = {REVISION_VERIFIER: (revision_stages.revision_orm(c, model, policy, history=True), True),
-                 f"{REVISION_VERIFIER}, no history": (revision_stages.revision_orm(c, model, policy, history=False),
-                                                      False),
-                 "PRM": (prm, False)}
-    scored = {name: revision_stages.score_chains(c, v, chains, name.replace(" ", "-").replace(",", ""), history)
-              for name, (v, history) in verifiers.items()}
+    verifiers = revision_stages.verifiers(c, model, policy, prm)
+    scored = revision_stages.score_all(c, verifiers, chains)
     params = prm_search.model_params(c, ladder, policy, {k: v for k, (v, _) in verifiers.items()})
     results = revision_stages.results(c, scored, bins, params)
     return {"results": results, "pool": pool, "bins": bins, "orm": verifiers[REVISION_VERIFIER][0],

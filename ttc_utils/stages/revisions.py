@@ -94,6 +94,20 @@ def score_chains(cfg, verifier: ModelSpec, chains: pd.DataFrame, name: str, hist
     return pd.concat(frames, ignore_index=True)
 
 
+def verifiers(cfg, model: ModelSpec, policy: ModelSpec, prm: ModelSpec) -> dict[str, tuple[ModelSpec, bool]]:
+    """The notebook's three verifiers, setting name -> (model, reads the previous attempts): the revision ORM on the
+    policy's weights with and without history, and notebook 02's PRM."""
+    return {"revision ORM": (revision_orm(cfg, model, policy, history=True), True),
+            "revision ORM, no history": (revision_orm(cfg, model, policy, history=False), False),
+            "PRM": (prm, False)}
+
+
+def score_all(cfg, verifiers: dict[str, tuple[ModelSpec, bool]], chains: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """`chains` scored by each of `verifiers` (`score_chains`), setting name -> scored chains."""
+    return {name: score_chains(cfg, v, chains, name.replace(" ", "-").replace(",", ""), history)
+            for name, (v, history) in verifiers.items()}
+
+
 def results(cfg, chains_by_verifier: dict[str, pd.DataFrame], bins: pd.DataFrame, params: dict[str, int]
             ) -> pd.DataFrame:
     """The notebook's results table (cached): every (S, P) of the sweep by majority (over all attempts) and by
