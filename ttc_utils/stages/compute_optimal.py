@@ -39,10 +39,11 @@ def search_tables(cfg) -> dict:
     policy = common.base_policy(c, ladder)
     pool = pool_stages.sample_pool(c, ladder)
     bins = pool_stages.difficulty_bins(c, pool)
-    prm, orm = prm_search.train_reward_models(c, prm_search.verifier_base(c, ladder), prm_search.prm_labels(c, policy))
+    labels = prm_search.prm_labels(c, policy)
+    prm, orm = prm_search.train_reward_models(c, prm_search.verifier_base(c, ladder), labels)
     prm_pool, orm_pool = (prm_search.score_pool(c, v, pool, name) for v, name in ((prm, "scores-prm"),
                                                                                  (orm, "scores-orm")))
-    same = prm_search.same_size_prm(c, policy, prm_search.prm_labels(c, policy))
+    same = prm_search.same_size_prm(c, policy, labels)
     same_pool = prm_search.score_pool(c, same, pool, "scores-prm-rung0")
     verifiers = {"prm": prm, "same-size": same}
     runs = prm_search.run_search_plan(c, policy, verifiers, prm_search.search_plan(c))
