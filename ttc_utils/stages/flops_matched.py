@@ -1,8 +1,10 @@
 """Notebook 05's stages: the base policy's compute-optimal test-time compute (notebook 04's, oracle bins) against every
-larger rung of the ladder at its greedy pass@1, matched in FLOPs (`flops.matched_budget`), per difficulty group.
+larger rung of the ladder at its greedy pass@1, matched in FLOPs (`flops.matched_budget`), per difficulty group; the
+ICLR paper's weaker verifiers and its Fig. 16 (every rung as the policy) on the ladder.
 
     ladder = checked_ladder(cfg)                       # every rung on the same pretraining tokens, or an error
-    greedy = greedy_rows(cfg, ladder, bins)            # results-table rows: setting "greedy <rung>", budget 1
+    optimal, search = optimal_rows(cfg)                # notebook 04's compute-optimal rows, notebook 02's tables
+    greedy = greedy_rows(cfg, ladder, search["bins"])  # results-table rows: setting "greedy <rung>", budget 1
     match = matched(cfg, ladder, budgets)              # rung, M, R, K, the budget used (the largest <= K)
 """
 from __future__ import annotations
