@@ -105,8 +105,9 @@ def budget_to_reach(budgets: np.ndarray, curves: np.ndarray, targets: np.ndarray
     reached = ge.any(-1)
     j = np.where(reached, ge.argmax(-1), len(logb) - 1)
     lo = np.maximum(j - 1, 0)
-    y0 = np.take_along_axis(curves[..., None, :].repeat(targets.shape[-1], -2), lo[..., None], -1)[..., 0]
-    y1 = np.take_along_axis(curves[..., None, :].repeat(targets.shape[-1], -2), j[..., None], -1)[..., 0]
+    tiled = np.broadcast_to(curves[..., None, :], ge.shape)  # each target's own copy of its curve, no copy made
+    y0 = np.take_along_axis(tiled, lo[..., None], -1)[..., 0]
+    y1 = np.take_along_axis(tiled, j[..., None], -1)[..., 0]
     with np.errstate(divide="ignore", invalid="ignore"):
         frac = np.where((j > 0) & reached & (y1 > y0), (targets - y0) / (y1 - y0), 1.0)
     x = logb[lo] + np.clip(frac, 0.0, 1.0) * (logb[j] - logb[lo])

@@ -33,7 +33,7 @@ SUMMARY = [REFERENCE["revisions"], *[f"compute-optimal revisions, {b}" for b in 
 
 def search_tables(cfg) -> dict:
     """Notebook 02's stages, every one read from the cache when notebook 02 ran with the same values: the results
-    table, the pool, its PRM scores, the oracle bins and the models' parameters."""
+    table, the pool, its PRM scores, the oracle bins, the models' parameters, the PRM, its labels and the ladder."""
     c = cfg.for_notebook("02_prm_search")
     ladder, _ = common.ladder(c)
     policy = common.base_policy(c, ladder)
@@ -49,7 +49,8 @@ def search_tables(cfg) -> dict:
     runs = prm_search.run_search_plan(c, policy, verifiers, prm_search.search_plan(c))
     params = prm_search.model_params(c, ladder, policy, {**verifiers, "orm": orm})
     results = prm_search.results(c, pool, prm_pool, orm_pool, same_pool, runs, bins, params)
-    return {"results": results, "pool": pool, "prm_pool": prm_pool, "bins": bins, "params": params}
+    return {"results": results, "pool": pool, "prm_pool": prm_pool, "bins": bins, "params": params, "prm": prm,
+            "labels": labels, "ladder": ladder}
 
 
 def revision_tables(cfg) -> dict:

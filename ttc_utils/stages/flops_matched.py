@@ -102,9 +102,8 @@ def weak_verifier_rows(cfg, search: dict) -> pd.DataFrame:
     (no verifier), best-of-N weighted with the PRM, and with a PRM trained on the same labels with `FLIPPED` of its
     step labels flipped (`labels.flip_labels`; same backbone and recipe)."""
     c = cfg.for_notebook("02_prm_search")
-    ladder, _ = common.ladder(c)
-    labels = flip_labels(prm_search.prm_labels(c, common.base_policy(c, ladder)), FLIPPED, c.seed)
-    weak = prm_search.train_prm(c, prm_search.verifier_base(c, ladder), labels)
+    labels = flip_labels(search["labels"], FLIPPED, c.seed)
+    weak = prm_search.train_prm(c, prm_search.verifier_base(c, search["ladder"]), labels)
     subset = {p.qid for p in prm_search.search_subset(c)}
     half = pool_stages.curve_half(c, search["pool"])
     scored = prm_search.score_pool(c, weak, half[half.qid.isin(subset)], "scores-prm-flipped")
@@ -224,9 +223,7 @@ def ladder_search_rows(cfg, ladder: pd.DataFrame, search: dict) -> pd.DataFrame:
     c = cfg.for_notebook("02_prm_search")
     budgets = [b for b in (4, 16, 64, 256) if b <= min(cfg.ladder_samples, cfg.max_budget)]
     check(bool(budgets), "ladder_samples", cfg.ladder_samples, "at least 4 (best-of-N weighted at N=4 reads 4 samples)")
-    ladder0, _ = common.ladder(c)
-    prm, _ = prm_search.train_reward_models(c, prm_search.verifier_base(c, ladder0),
-                                            prm_search.prm_labels(c, common.base_policy(c, ladder0)))
+    prm = search["prm"]
     problems, task = prm_search.search_subset(c), common.task(c)
     subset = {p.qid for p in problems}
     beam = {s.x: s for s in prm_search.search_plan(c) if s.label == f"beam M={c.beam_width}" and s.x in budgets}
