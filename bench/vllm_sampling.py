@@ -7,6 +7,10 @@ the same number of tokens. Run it in the vLLM environment:
 
     make test-vllm                                     # builds .venv-vllm once
     .venv-vllm/bin/python bench/vllm_sampling.py       # or --policy PATH for a model with heads of 32 or more
+
+On a GPU, with a real model on MATH-500 (what `bench/gpu_check.sh` runs; completions then end at the model's eos):
+
+    python bench/vllm_sampling.py --policy Qwen/Qwen2.5-Math-1.5B-Instruct --task math --device cuda --dtype bfloat16
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from ttc_utils.model_spec import ModelSpec
 from ttc_utils.policy import SamplingParams
 from ttc_utils.registry import load_policy
+from ttc_utils.tasks import get_task
 from ttc_utils.tasks.arithmetic import ArithmeticTask
 from ttc_utils.tokenizer import build_tokenizer
 from ttc_utils.world import WorldConfig
@@ -52,17 +57,26 @@ def main():
     ap.add_argument("--questions", type=int, default=64)
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--tokens", type=int, default=48)
+    ap.add_argument("--task", choices=("arithmetic", "math"), default="arithmetic")
+    ap.add_argument("--task-path", help="math: a local MATH-500 .jsonl (default: the hub)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = args.policy or build_model(tmp, args.hidden, args.layers)
-        task = ArithmeticTask(WorldConfig())
+        task = (ArithmeticTask(WorldConfig()) if args.task == "arithmetic"
+                else get_task("math", path=args.task_path, prompt_style="chatml"))
         prompts = [task.prompt(p) for p in task.problems("test", args.questions, seed=0)]
         params = SamplingParams(n=args.n, temperature=1.0, max_new_tokens=args.tokens)
         rows = {}
         for backend in ("transformers", "vllm"):
-            policy = load_policy(ModelSpec(path, backend=backend, dtype="float32"), progress=False)
+            spec = ModelSpec(path, backend=backend, dtype=args.dtype, device=args.device, param="--policy")
+            policy = load_policy(spec, progress=False)
             timed(policy, prompts[:4], params)  # warm-up: engine start, first compilation
             rows[backend] = timed(policy, prompts, params)
+            del policy  # one model on the device at a time
+            if args.device.startswith("cuda"):
+                torch.cuda.empty_cache()
         print(f"{args.questions} prompts x {args.n} samples x {args.tokens} tokens, model {path}")
         for backend, (secs, tokens) in rows.items():
             print(f"  {backend:>12}: {tokens:>7,} tokens in {secs:6.2f} s = {tokens / secs:9,.0f} tokens/s")

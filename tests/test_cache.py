@@ -152,6 +152,17 @@ def test_a_garbled_checksum_file_or_unreadable_chunk_is_recomputed(tmp_path):
     pd.testing.assert_frame_equal(again, first)
 
 
+def test_the_merge_command_merges_shards_and_names_a_missing_one(tmp_path, capsys):
+    from ttc_utils.cache import main
+    for s in range(2):
+        Cache(tmp_path / f"shard{s}").chunked("t", {"shard": s}, 2, counting([]))
+    assert main(["merge", str(tmp_path / "all"), str(tmp_path / "shard0"), str(tmp_path / "shard1")]) == 0
+    assert "merged 4 chunks from 2 caches" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["merge", str(tmp_path / "all"), str(tmp_path / "nowhere")])
+    assert "src='" in capsys.readouterr().err
+
+
 def test_merge_copies_checksums_and_skips_corrupt_chunks(tmp_path):
     shard = Cache(tmp_path / "shard")
     shard.chunked("t", {"p": 1}, 3, counting([]))

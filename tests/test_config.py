@@ -207,8 +207,12 @@ def test_profile_files_list_only_known_names_that_differ_from_the_defaults(profi
     defaults = section_defaults()
     assert set(raw) <= set(defaults) - {"profile"}
     assert {k for k, v in raw.items() if v == defaults[k]} == set()
-    for notebook in NOTEBOOK_CONFIGS:
-        load_config(notebook, {"profile": profile})  # and every notebook's config under it is valid
+    for notebook, cls in NOTEBOOK_CONFIGS.items():
+        if raw.get("ladder_paths") and cls.world_only:  # a real-model profile: refused, with the reason
+            with pytest.raises(ValueError, match=f"not allowed in {notebook}: {cls.world_only[:30]}"):
+                load_config(notebook, {"profile": profile})
+        elif not raw.get("ladder_paths"):  # (real models are hub ids: tests/test_real_models.py runs them locally)
+            load_config(notebook, {"profile": profile})  # and every notebook's config under it is valid
 
 
 def test_every_parameter_has_one_default_and_a_comment():

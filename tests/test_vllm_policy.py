@@ -132,3 +132,34 @@ def test_sharded_vllm_runs_merge_into_the_unsharded_pool(tmp_path, tiny_llama):
     chunks = {root: {p.name: p.read_bytes() for p in sorted(Cache(tmp_path / root).root.glob("pool-*/chunk-*"))}
               for root in ("single", "merged")}
     assert chunks["single"] == chunks["merged"] and len(single) == 6 * 3
+
+
+@pytest.fixture(scope="module")
+def ladder_rung(tmp_path_factory):
+    """The base rung of the suite's own ladder, trained here by `train_ladder` at a small size with 32-wide heads
+    (`head_size=32`, the profile parameter that makes the ladder run under vLLM's CPU attention)."""
+    from ttc_utils.config import load_config
+    from ttc_utils.stages import common
+    cfg = load_config("01_difficulty_bins", {"profile": "smoke", "head_size": 32, "ladder_hidden": [32, 64],
+                                             "ladder_layers": [1, 1], "train_tokens": 60_000,
+                                             "data_dir": str(tmp_path_factory.mktemp("ladder-data"))})
+    ladder, _ = common.ladder(cfg)
+    assert list(ladder.heads) == [1, 2]
+    return cfg, ladder
+
+
+@needs_vllm
+def test_vllm_samples_from_a_ladder_rung_and_its_greedy_samples_equal_transformers(ladder_rung):
+    from ttc_utils.stages import common
+    cfg, ladder = ladder_rung
+    task, problems = common.task(cfg), common.test_questions(cfg)[:16]
+    prompts = [task.prompt(p) for p in problems]
+    spec = common.base_policy(cfg, ladder)
+    vllm = load_policy(ModelSpec(spec.path, backend="vllm", dtype="float32"))
+    sampled = SamplingParams(n=4, temperature=1.0, max_new_tokens=common.max_new_tokens(cfg))
+    a, b = vllm.sample(prompts, sampled, seed=5), vllm.sample(prompts, sampled, seed=5)
+    assert a.equals(b) and len(a) == 64
+    greedy = SamplingParams(n=1, temperature=0.0, max_new_tokens=common.max_new_tokens(cfg))
+    reference = load_policy(ModelSpec(spec.path, dtype="float32"), progress=False).sample(prompts, greedy, seed=0)
+    same = (vllm.sample(prompts, greedy, seed=0).text.to_numpy() == reference.text.to_numpy()).mean()
+    assert same >= 0.9  # fp32 on both sides; a near-tie between two tokens may still break another way

@@ -15,6 +15,10 @@ a file is missing, truncated or changed.
     with cache.model_dir("policy-d48l2", params) as (final, work):
         if work is not None:
             model.save_pretrained(work)  # appears at `final` when the block ends
+
+Shards run on other machines merge into one cache from the command line (see `Cache.merge_from`):
+
+    python -m ttc_utils.cache merge data/cache/math500 shard-0/cache/math500 shard-1/cache/math500 ...
 """
 from __future__ import annotations
 
@@ -357,3 +361,23 @@ class Cache:
             except OSError:
                 pass  # a read-only cache: use the folder unverified, as before manifests
         return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    ap = argparse.ArgumentParser(prog="python -m ttc_utils.cache", description="Merge shards' caches into one.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    merge = sub.add_parser("merge", help="copy the finished chunks of SRC cache roots into DEST")
+    merge.add_argument("dest")
+    merge.add_argument("src", nargs="+")
+    args = ap.parse_args(argv)
+    missing = [s for s in args.src if not Path(s).is_dir()]
+    if missing:
+        ap.error(f"src={missing[0]!r} is not a cache folder (expected <data_dir>/cache/<profile> of a shard's run)")
+    copied = Cache(args.dest).merge_from(args.src)
+    print(f"merged {copied} chunks from {len(args.src)} caches into {args.dest}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -50,7 +50,7 @@ def sample_chains(cache: Cache, policy, task, problems: list, lengths: list[int]
     # token, not per sequence, on a small model
     chunks = question_chunks(problems, questions_per_chunk)
     one = replace(params, n=1)
-    key = {"policy": policy.key(), "task": task.name, "questions": content_key([p.qid for p in problems]),
+    key = {"policy": policy.key(), "task": task.key, "questions": content_key([p.qid for p in problems]),
            "sampling": asdict(one), "lengths": lengths, "context": context, "seed": seed,
            "questions_per_chunk": questions_per_chunk, "batch_size": batch_size}
     model = Lazy(lambda: load_policy(policy, batch_size=batch_size, progress=False))

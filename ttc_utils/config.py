@@ -34,7 +34,11 @@ from .cache import Cache
 from .checks import check, check_choice, check_int, check_positive, is_int, is_power_of_two
 from .model_spec import DEVICE, ModelSpec
 from .models import ModelSize
+from .open_prm import STEP_DELIMITERS
+from .registry import POLICY_BACKENDS
 from .revisions import MAX_ATTEMPTS
+from .tasks import TASKS, get_task
+from .tasks.math import PROMPT_STYLES
 from .training import LR_SCALINGS, PRECISIONS, TrainConfig
 from .value_head import HEADS
 from .world import WorldConfig, max_problem_tokens
@@ -93,6 +97,37 @@ class RunSection:
 
 
 @dataclass(frozen=True)
+class TaskSection:
+    """Which task the notebooks run: the embedded world (its knobs below) or MATH-500 (real models only)."""
+    task: str = "arithmetic"  # arithmetic (the embedded world) | math (MATH-500 with real models: ladder_paths)
+    task_path: str = ""  # math: a local MATH-500 .jsonl or .parquet file; "" reads HuggingFaceH4/MATH-500 from the hub
+    prompt_style: str = "plain"  # math: plain (an instruction, then the question) | chatml (Qwen's chat template)
+    max_new_tokens: int = 0  # most tokens of one solution; 0 is the task's own bound (the world's longest solution)
+
+    def check(self):
+        check(self.task in TASKS, "task", self.task, f"one of {sorted(TASKS)}")
+        check(isinstance(self.task_path, str), "task_path", self.task_path, "a file path or ''")
+        check(self.prompt_style in PROMPT_STYLES, "prompt_style", self.prompt_style, f"one of {list(PROMPT_STYLES)}")
+        check_int("max_new_tokens", self.max_new_tokens, lo=0)
+        if self.task == "arithmetic":  # the world generates its questions: a file or prompt style would be ignored
+            check(not self.task_path, "task_path", self.task_path, "'' for task='arithmetic' (it generates questions)")
+            check(self.prompt_style == "plain", "prompt_style", self.prompt_style,
+                  "'plain' for task='arithmetic' (its prompt is the question line)")
+
+    def check_files(self):
+        if self.task_path and not Path(os.path.expanduser(self.task_path)).is_file():
+            raise FileNotFoundError(f"task_path={self.task_path!r} does not exist or is not a file "
+                                    f"(expected a MATH-500 .jsonl or .parquet file, or '' for the hub)")
+
+    def task_kwargs(self) -> dict:
+        """What `tasks.get_task(self.task, ...)` is built with."""
+        if self.task == "arithmetic":
+            return {"world": self.world()}
+        bound = {"max_tokens": self.max_new_tokens} if self.max_new_tokens else {}
+        return {"path": os.path.expanduser(self.task_path) or None, "prompt_style": self.prompt_style, **bound}
+
+
+@dataclass(frozen=True)
 class WorldSection:
     """The embedded world: chains of operations evaluated left to right modulo `modulus`."""
     min_steps: int = 1  # fewest operations per question
@@ -136,8 +171,11 @@ class LadderSection:
     # 1/width: with one rate for all, d96l4 already reached greedy 1.000, so no rung above it could beat it
     lr_scaling: str = "1/width"  # "constant" (every rung at learning_rate) or "1/width" (learning_rate * d_min / d)
     train_precision: str = "bf16"  # "bf16" (bf16 autocast, fp32 weights: ~2x faster on CPUs with AMX) or "fp32"
+    ladder_paths: list = field(default_factory=list)  # real models in place of the trained ladder, smallest first
 
     def check(self):
+        check(isinstance(self.ladder_paths, list) and all(isinstance(p, str) and p for p in self.ladder_paths),
+              "ladder_paths", self.ladder_paths, "a list of model folders or hub ids, smallest first ([] trains one)")
         check(isinstance(self.ladder_hidden, list) and len(self.ladder_hidden) >= 2
               and all(is_int(h) and h >= 16 and h % 16 == 0 for h in self.ladder_hidden),
               "ladder_hidden", self.ladder_hidden, "a list of >= 2 widths, each a multiple of 16")
@@ -154,6 +192,13 @@ class LadderSection:
         check(self.lr_scaling in LR_SCALINGS, "lr_scaling", self.lr_scaling, f"one of {LR_SCALINGS}")
         check(self.train_precision in PRECISIONS, "train_precision", self.train_precision, f"one of {PRECISIONS}")
 
+    def check_files(self):
+        for i, path in enumerate(self.ladder_paths):
+            check_model(path, f"ladder_paths[{i}]")
+
+    def ladder_size(self) -> int:
+        return len(self.ladder_paths) or len(self.ladder_hidden)
+
     def sizes(self) -> list[ModelSize]:
         return [ModelSize(h, n, h // self.head_size) for h, n in zip(self.ladder_hidden, self.ladder_layers)]
 
@@ -165,10 +210,13 @@ class TestSection:
 
     num_test: int = 400  # test questions (the first num_test of the test split, the same in every notebook)
     policy_path: str = ""  # the policy; "" means the ladder's smallest rung (the base policy); else a folder or hub id
+    policy_backend: str = "transformers"  # how the policy and ladder sample: transformers | vllm (the vllm extra)
 
     def check(self):
         check_int("num_test", self.num_test)
         check(isinstance(self.policy_path, str), "policy_path", self.policy_path, "a model folder, a hub id or ''")
+        check(self.policy_backend in POLICY_BACKENDS, "policy_backend", self.policy_backend,
+              f"one of {sorted(POLICY_BACKENDS)}")
 
     def check_files(self):
         if self.policy_path:
@@ -254,6 +302,9 @@ class PrmSection:
     verifier_learning_rate: float = 1e-3  # AdamW learning rate of the PRM and the ORM
     verifier_batch_size: int = 64  # solutions per optimizer step
     verifier_epochs: int = 100  # most epochs; early stopping on held-out training questions ends sooner
+    prm_path: str = ""  # an open PRM in place of the trained one (notebook 02 then trains no verifier); "" trains one
+    prm_backend: str = "math_shepherd"  # how prm_path scores steps: math_shepherd (+/- at a step tag) | qwen_prm
+    trust_remote_code: bool = False  # let prm_path run its own code from the hub (qwen_prm models need it); opt-in
 
     def check(self):
         for name in ("prm_questions", "prm_samples", "prm_rollouts", "verifier_batch_size", "verifier_epochs"):
@@ -261,6 +312,17 @@ class PrmSection:
         check_int("verifier_rung", self.verifier_rung, lo=0)
         check_choice("verifier_head", self.verifier_head, HEADS)
         check_positive("verifier_learning_rate", self.verifier_learning_rate)
+        check(isinstance(self.prm_path, str), "prm_path", self.prm_path, "a model folder, a hub id or ''")
+        check_choice("prm_backend", self.prm_backend, sorted(STEP_DELIMITERS))
+        check(isinstance(self.trust_remote_code, bool), "trust_remote_code", self.trust_remote_code, "true or false")
+
+    def check_files(self):
+        if self.prm_path:
+            self.open_prm().check()
+
+    def open_prm(self) -> ModelSpec:
+        return ModelSpec(self.prm_path, backend=self.prm_backend, device=self.device, param="prm_path",
+                         trust_remote_code=self.trust_remote_code)
 
 
 @dataclass(frozen=True)
@@ -361,10 +423,9 @@ class FlopsSection:
               "a non-empty list of ratios R = D_inference / D_pretrain > 0")
 
 
-SECTIONS = (RunSection, WorldSection, LadderSection, TestSection, SamplingSection, Pass1Section, ValiditySection,
-            PoolSection,
-            LadderEvalSection, ShardSection, PrmSection, SearchSection, RevisionSection, ComputeOptimalSection,
-            FlopsSection)
+SECTIONS = (RunSection, TaskSection, WorldSection, LadderSection, TestSection, SamplingSection, Pass1Section,
+            ValiditySection, PoolSection, LadderEvalSection, ShardSection, PrmSection, SearchSection, RevisionSection,
+            ComputeOptimalSection, FlopsSection)
 
 
 # --- checks across sections: each runs on every config that has all the fields it names ---------------------------
@@ -391,8 +452,32 @@ def _beam_fits_budget(c):
 
 
 def _rung_exists(c):
-    check(c.verifier_rung < len(c.ladder_hidden), "verifier_rung", c.verifier_rung,
-          f"an int in [0, {len(c.ladder_hidden) - 1}] (a ladder rung)")
+    if getattr(c, "prm_path", ""):
+        return  # an open PRM is built on no rung
+    check(c.verifier_rung < c.ladder_size(), "verifier_rung", c.verifier_rung,
+          f"an int in [0, {c.ladder_size() - 1}] (a ladder rung)")
+
+
+def _real_task_has_models(c):
+    # the world's ladder is pretrained on the world's own questions; another task brings its models
+    check(c.task == "arithmetic" or c.ladder_paths, "ladder_paths", c.ladder_paths,
+          f"a non-empty list of models for task={c.task!r} (only the embedded world trains its own ladder)")
+
+
+def _real_task_has_prm(c):
+    # Monte Carlo labels are drawn on the training split, which only the embedded world has here
+    check(c.task == "arithmetic" or c.prm_path, "prm_path", c.prm_path,
+          f"an open PRM for task={c.task!r} (no training split here for the PRM's Monte Carlo labels)")
+
+
+def _prm_reads_task_steps(c):
+    if not c.prm_path:
+        return
+    delimiter = get_task(c.task, **c.task_kwargs()).step_delimiter
+    allowed = STEP_DELIMITERS[c.prm_backend]
+    check(delimiter in allowed, "prm_backend", c.prm_backend,
+          f"a PRM trained on the task's steps: task={c.task!r} ends a step with {delimiter!r}, {c.prm_backend} was "
+          f"trained on steps ending in {' or '.join(map(repr, allowed))}")
 
 
 def _lookahead_affordable(c):
@@ -421,6 +506,9 @@ CROSS_CHECKS = (
     (("search_questions", "num_test"), _search_fits_test),
     (("max_budget", "pool_size"), _budget_fits_pool),
     (("beam_width", "max_budget"), _beam_fits_budget),
+    (("task", "ladder_paths"), _real_task_has_models),
+    (("task", "prm_path"), _real_task_has_prm),
+    (("task", "prm_path"), _prm_reads_task_steps),
     (("verifier_rung", "ladder_hidden"), _rung_exists),
     (("lookahead_steps", "max_budget"), _lookahead_affordable),
     (("prediction_samples", "pool_size"), _prediction_fits_pool),
@@ -437,7 +525,13 @@ class NotebookConfig:
     then those that touch the disk or the hub (`check_files`: folders writable, the policy loadable).
     """
 
+    # why a notebook cannot run on real models (given ladder_paths or a task other than the world); "" where it can
+    world_only = ""
+
     def __post_init__(self):
+        if self.world_only and (self.task != "arithmetic" or self.ladder_paths):
+            raise ValueError(f"task={self.task!r}, ladder_paths={self.ladder_paths!r} is not allowed in "
+                             f"{self.notebook_name()}: {self.world_only}")
         for section in self.sections():
             section.check(self)
         names = {f.name for f in fields(self)}
@@ -447,6 +541,10 @@ class NotebookConfig:
         for section in self.sections():
             if "check_files" in vars(section):
                 section.check_files(self)
+
+    @classmethod
+    def notebook_name(cls) -> str:
+        return next(name for name, c in NOTEBOOK_CONFIGS.items() if c is cls)
 
     @classmethod
     def sections(cls) -> list[type]:
@@ -490,49 +588,60 @@ class NotebookConfig:
 
 
 @dataclass(frozen=True, repr=False)
-class WorldNotebookConfig(NotebookConfig, RunSection, WorldSection, LadderSection, TestSection, SamplingSection,
-                          Pass1Section, ValiditySection):
+class WorldNotebookConfig(NotebookConfig, RunSection, TaskSection, WorldSection, LadderSection, TestSection,
+                          SamplingSection, Pass1Section, ValiditySection):
     """Parameters of notebooks/00_world.ipynb (the world, the policy ladder, the base policy's pass@1)."""
+
+    world_only = ("it pretrains the embedded world's ladder and measures the world itself; real models start at "
+                  "notebook 01")
 
 
 @dataclass(frozen=True, repr=False)
-class PoolNotebookConfig(NotebookConfig, RunSection, WorldSection, LadderSection, TestSection, SamplingSection,
-                         PoolSection, LadderEvalSection, ShardSection):
+class PoolNotebookConfig(NotebookConfig, RunSection, TaskSection, WorldSection, LadderSection, TestSection,
+                          SamplingSection, PoolSection, LadderEvalSection, ShardSection):
     """Parameters of notebooks/01_difficulty_bins.ipynb (the sample pool, estimators, oracle bins)."""
 
 
 @dataclass(frozen=True, repr=False)
-class PrmSearchNotebookConfig(NotebookConfig, RunSection, WorldSection, LadderSection, TestSection, SamplingSection,
-                              PoolSection, PrmSection, SearchSection):
+class PrmSearchNotebookConfig(NotebookConfig, RunSection, TaskSection, WorldSection, LadderSection, TestSection,
+                          SamplingSection, PoolSection, PrmSection, SearchSection):
     """Parameters of notebooks/02_prm_search.ipynb (PRM/ORM from Monte Carlo rollouts, search scaling)."""
 
     shard, num_shards = 0, 1  # not parameters: the pool is read whole here (notebook 01 shards its sampling)
 
 
 @dataclass(frozen=True, repr=False)
-class RevisionNotebookConfig(NotebookConfig, RunSection, WorldSection, LadderSection, TestSection, SamplingSection,
-                             PoolSection, PrmSection, RevisionSection):
+class RevisionNotebookConfig(NotebookConfig, RunSection, TaskSection, WorldSection, LadderSection, TestSection,
+                          SamplingSection, PoolSection, PrmSection, RevisionSection):
     """Parameters of notebooks/03_revisions.ipynb (the revision model, sequential vs parallel, the ratio sweep)."""
+
+    world_only = ("it fine-tunes a revision model on training-split trajectories, and only the embedded world has a "
+                  "training split here (on MATH that fine-tune would also need a GPU)")
 
     shard, num_shards = 0, 1  # not parameters: the pool is read whole here (notebook 01 shards its sampling)
 
 
 @dataclass(frozen=True, repr=False)
-class ComputeOptimalNotebookConfig(NotebookConfig, RunSection, WorldSection, LadderSection, TestSection,
+class ComputeOptimalNotebookConfig(NotebookConfig, RunSection, TaskSection, WorldSection, LadderSection, TestSection,
                                    SamplingSection, PoolSection, PrmSection, SearchSection, RevisionSection,
                                    ComputeOptimalSection):
     """Parameters of notebooks/04_compute_optimal.ipynb (compute-optimal search and revisions, the efficiency
     ratio); it reads notebooks 01-03's cached stages with their own configs (`for_notebook`)."""
 
+    world_only = "it reads notebook 03's revision chains, which run on the embedded world only"
+
     shard, num_shards = 0, 1  # not parameters: the pool is read whole here (notebook 01 shards its sampling)
 
 
 @dataclass(frozen=True, repr=False)
-class FlopsMatchedNotebookConfig(NotebookConfig, RunSection, WorldSection, LadderSection, TestSection,
+class FlopsMatchedNotebookConfig(NotebookConfig, RunSection, TaskSection, WorldSection, LadderSection, TestSection,
                                  SamplingSection, PoolSection, LadderEvalSection, PrmSection, SearchSection,
                                  RevisionSection, ComputeOptimalSection, FlopsSection):
     """Parameters of notebooks/05_flops_matched.ipynb (test-time compute on the base vs the larger rungs at matched
     FLOPs); it reads notebook 04's stages with its config (`for_notebook`)."""
+
+    world_only = ("it reads notebook 04's tables and each rung's pretraining tokens, which only the trained ladder "
+                  "records")
 
     shard, num_shards = 0, 1  # not parameters: the pool is read whole here (notebook 01 shards its sampling)
 

@@ -39,9 +39,11 @@ def pass1_buckets(pass1: pd.Series, edges=BUCKET_EDGES) -> pd.DataFrame:
 
 def ladder_samples(cache: Cache, ladder: pd.DataFrame, task, problems: list, params: SamplingParams,
                    seed: int, name: str, device: str = "cpu"):
-    """Yield (model row, its cached samples on `problems`) for every model of `ladder` (rows with name, path)."""
+    """Yield (model row, its cached samples on `problems`) for every model of `ladder` (rows with name, path, and
+    optionally the backend that samples it)."""
     for m in ladder.itertuples():
-        spec = ModelSpec(m.path, device=device, param=f"ladder rung {m.name}")
+        spec = ModelSpec(m.path, backend=getattr(m, "backend", "transformers"), device=device,
+                         param=f"ladder rung {m.name}")
         yield m, sample_problems(cache, spec, task, problems, params, seed, name=f"{name}-{m.name}")
 
 

@@ -72,6 +72,9 @@ class Claim:
     then: tuple[Arm, Arm] | None = None
     margin: float = 0.0  # the smallest difference that counts (accuracy points, e.g. 0.01)
 
+    def arms(self) -> list[Arm]:
+        return [self.better, self.worse, *(self.then or ())]
+
 
 def paired(rows: pd.DataFrame, better: Arm, worse: Arm) -> pd.DataFrame:
     """Per question both arms have: a (better's accuracy), b (worse's), d = a - b."""

@@ -48,7 +48,7 @@ def mc_labels(cache: Cache, policy, task, problems: list, params: SamplingParams
     chunks = question_chunks(problems, questions_per_chunk)
     rollout_params = SamplingParams(n=rollouts, temperature=params.temperature, top_p=params.top_p,
                                     max_new_tokens=params.max_new_tokens)
-    key = {"policy": policy.key(), "task": task.name, "questions": content_key([p.qid for p in problems]),
+    key = {"policy": policy.key(), "task": task.key, "questions": content_key([p.qid for p in problems]),
            "sampling": asdict(params), "rollouts": rollouts, "seed": seed,
            "questions_per_chunk": questions_per_chunk, "batch_size": batch_size, "sampler": "shared-prefill"}
     model = Lazy(lambda: load_policy(policy, batch_size=batch_size, progress=progress))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,13 @@ def count_params(model: torch.nn.Module, non_embedding: bool = True) -> int:
     if non_embedding:
         total -= model.get_input_embeddings().weight.numel()
     return total
+
+
+def params_from_config(path: str, revision: str | None = None) -> int:
+    """Non-embedding parameters of the causal LM at `path`, counted on the meta device (no weights are read)."""
+    config = AutoConfig.from_pretrained(path, revision=revision)
+    with torch.device("meta"):
+        return count_params(AutoModelForCausalLM.from_config(config))
 
 
 def torch_dtype(dtype: str | None):

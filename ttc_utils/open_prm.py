@@ -11,8 +11,8 @@
     prm = load_verifier(ModelSpec("peiyi9979/math-shepherd-mistral-7b-prm", backend="math_shepherd", revision=...))
     scores, tokens = prm.score(["Janet's ducks lay 16 eggs..."], [["Step 1: ...\\n", "Step 2: ... 18\\n"]])
 
-Both read the question as the prompt: a policy prompt with few-shot examples or a chat template around it should be
-reduced to the question by the task before it reaches an open PRM.
+Both read the bare question (`reads = "question"`): scoring and search pass `task.question(problem)`, not the policy's
+prompt with its instruction or chat template, and the adapter writes its own format around it.
 """
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ from .models import count_params, torch_dtype
 from .verifier import unique_pairs
 
 QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
+# backend -> the step delimiters its training data used: a task that splits steps otherwise gets steps the PRM has
+# never seen scored (Math-Shepherd: one step per line; RLHFlow and Qwen2.5-Math-PRM: paragraphs)
+STEP_DELIMITERS = {"math_shepherd": ("\n", "\n\n"), "qwen_prm": ("\n\n",)}
 
 
 def _dtype(spec) -> dict:
@@ -41,10 +44,34 @@ def _single_token(tokenizer, text: str, what: str, param: str) -> int:
                      f"tokenizer and step format?)")
 
 
+def is_open_prm(spec) -> bool:
+    """True iff `spec` loads through one of these adapters (not a verifier trained by the suite)."""
+    return spec.backend in STEP_DELIMITERS
+
+
+def _qwen_loader(spec, config):
+    """The Auto class that loads a Qwen2.5-Math-PRM style model: its remote code only with the opt-in."""
+    remote = bool(getattr(config, "auto_map", None))
+    if remote and not spec.trust_remote_code:
+        raise ValueError(f"{spec.param}={spec.path!r} needs remote code (its config maps to "
+                         f"{sorted(config.auto_map)}); set trust_remote_code=True on its ModelSpec to run it")
+    return AutoModel if remote else AutoModelForTokenClassification
+
+
+def open_prm_params(spec) -> int:
+    """Non-embedding parameters of the open PRM `spec` names, counted on the meta device from its config (the
+    measured FLOPs need them; no weights are read)."""
+    config = AutoConfig.from_pretrained(spec.path, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
+    loader = _qwen_loader(spec, config) if spec.backend == "qwen_prm" else AutoModelForCausalLM
+    with torch.device("meta"):
+        return count_params(loader.from_config(config, trust_remote_code=spec.trust_remote_code))
+
+
 class _TaggedPRM:
     """Scores each (prompt, steps) by one forward pass over a text with a tag token after every step."""
 
     name: str
+    reads = "question"  # the adapter writes its own format around the question (see `verifier.verifier_prompt`)
 
     def __init__(self, model, tokenizer, tag_id: int, batch_size: int = 8, progress: bool = False):
         self.model, self.tokenizer, self.tag_id = model, tokenizer, tag_id
@@ -115,12 +142,8 @@ class QwenPRM(_TaggedPRM):
     @classmethod
     def from_spec(cls, spec, batch_size: int = 8, progress: bool = False) -> "QwenPRM":
         config = AutoConfig.from_pretrained(spec.path, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
-        remote = bool(getattr(config, "auto_map", None))
-        if remote and not spec.trust_remote_code:
-            raise ValueError(f"{spec.param}={spec.path!r} needs remote code (its config maps to "
-                             f"{sorted(config.auto_map)}); set trust_remote_code=True on its ModelSpec to run it")
+        loader = _qwen_loader(spec, config)
         tokenizer = AutoTokenizer.from_pretrained(spec.path, revision=spec.revision)
-        loader = AutoModel if remote else AutoModelForTokenClassification
         model = loader.from_pretrained(spec.path, revision=spec.revision, trust_remote_code=spec.trust_remote_code,
                                        **_dtype(spec))
         return cls(model.to(spec.device).eval(), tokenizer, name=spec.name, param=spec.param, batch_size=batch_size,

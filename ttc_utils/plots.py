@@ -86,6 +86,8 @@ def curve_panel(ax, summary: pd.DataFrame, key: str, names: list[str], colors: d
     the budget or a measured `cost` column (`results.accounted`)."""
     for name in names:
         g = summary[summary[key] == name].sort_values(x)
+        if g.empty:  # a curve this run has not (an open PRM comes without an ORM)
+            continue
         ax.plot(g[x], g.accuracy, marker="o", ms=3, color=colors[name], label=name,
                 ls="--" if name in dashed else "-")
         ax.fill_between(g[x], g.low, g.high, color=colors[name], alpha=0.15)

@@ -76,7 +76,7 @@ def train_revision_model(cache: Cache, base: ModelSpec, task, problems: list, tr
     check(len(traj) > 0, "traj", len(traj), "at least one trajectory (no training question had a correct sample)")
     train = {k: v for k, v in asdict(cfg).items() if not (k == "batching" and v == "random")}  # keys made before it
     # the texts as the model reads them, so a change of the task's prompt format retrains
-    key = {"base": base.key(), "task": task.name, "train": train,
+    key = {"base": base.key(), "task": task.key, "train": train,
            "trajectories": content_key({"qid": traj.qid.tolist(), "target": traj.target.tolist(),
                                         "context": revision_contexts(task, problems, traj)})}
     with cache.model_dir("revision-model", key) as (final, work):

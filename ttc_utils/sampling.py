@@ -40,7 +40,7 @@ def sample_problems(cache: Cache, policy, task, problems: list, params: Sampling
     """
     check_shard(shard, num_shards)
     chunks = question_chunks(problems, questions_per_chunk)
-    key = {"policy": policy.key(), "task": task.name, "questions": content_key([p.qid for p in problems]),
+    key = {"policy": policy.key(), "task": task.key, "questions": content_key([p.qid for p in problems]),
            "sampling": asdict(params), "seed": seed, "questions_per_chunk": questions_per_chunk,
            "batch_size": batch_size}
     model = Lazy(lambda: load_policy(policy, batch_size=batch_size, progress=progress))

@@ -13,6 +13,7 @@ from .cache import Cache, content_key
 from .registry import Lazy, load_verifier
 from .sampling import question_chunks
 from .value_head import likelihood_column, load_backbone, step_features
+from .verifier import verifier_prompt
 
 
 def _chunks_of(problems: list, samples: pd.DataFrame, questions_per_chunk: int):
@@ -33,7 +34,7 @@ def score_solutions(cache: Cache, verifier, task, problems: list, samples: pd.Da
     column (a revision's previous attempts)."""
     by_qid, chunks, samples_key = _chunks_of(problems, samples, questions_per_chunk)
     own = "prompt" in samples
-    key = {"verifier": verifier.key(), "task": task.name, "samples": samples_key,
+    key = {"verifier": verifier.key(), "task": task.key, "samples": samples_key,
            "questions_per_chunk": questions_per_chunk,
            **({"prompts": content_key(samples.prompt.tolist())} if own else {})}
     model = Lazy(lambda: load_verifier(verifier, batch_size=batch_size, progress=progress))
@@ -41,7 +42,7 @@ def score_solutions(cache: Cache, verifier, task, problems: list, samples: pd.Da
     def compute(i: int) -> pd.DataFrame:
         part = samples[samples.qid.isin(set(chunks[i]))]
         steps = [task.split_steps(task.through_answer(t)) for t in part.text]
-        prompts = part.prompt.tolist() if own else [task.prompt(by_qid[q]) for q in part.qid]
+        prompts = part.prompt.tolist() if own else [verifier_prompt(model.get(), task, by_qid[q]) for q in part.qid]
         step_scores, tokens = model.get().score(prompts, steps)
         out = pd.DataFrame({"qid": part.qid.to_numpy(), "sample_index": part.sample_index.to_numpy(),
                             "step_scores": step_scores, "verifier_tokens": tokens})
@@ -59,7 +60,7 @@ def policy_logprobs(cache: Cache, policy, task, problems: list, samples: pd.Data
     logprob_min. It shows how much per-sample signal the policy's weights hold that a trained verifier
     could extract."""
     by_qid, chunks, samples_key = _chunks_of(problems, samples, questions_per_chunk)
-    key = {"policy": policy.key(), "task": task.name, "samples": samples_key,
+    key = {"policy": policy.key(), "task": task.key, "samples": samples_key,
            "questions_per_chunk": questions_per_chunk}
     model = Lazy(lambda: load_backbone(policy.path, policy.device, policy.dtype, policy.revision))
 

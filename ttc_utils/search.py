@@ -38,6 +38,7 @@ from .estimators import select
 from .policy import SamplingParams, derive_seed
 from .registry import Lazy, load_policy, load_verifier
 from .sampling import answer_text
+from .verifier import verifier_prompt
 
 METHODS = ("beam", "dvts")
 
@@ -162,7 +163,7 @@ def _score(policy, verifier, task, new: list[tuple[_Question, Beam]], cfg: Searc
                 new[i][0].costs["rollout_steps"] += 1
                 paths[i] += step
                 done[i] = _is_final(task, step, reason)
-    step_scores, tokens = verifier.score([task.prompt(q.problem) for q, _ in new],
+    step_scores, tokens = verifier.score([verifier_prompt(verifier, task, q.problem) for q, _ in new],
                                          [task.split_steps(task.through_answer(p)) for p in paths])
     for (q, beam), s, t in zip(new, step_scores, tokens):
         q.costs["verifier_tokens"] += int(t)
@@ -216,7 +217,7 @@ def run_search(cache: Cache, policy, verifier, task, problems: list, cfg: Search
     generations."""
     per_chunk = max(1, sequences_per_chunk // cfg.num_beams)
     chunks = [problems[i:i + per_chunk] for i in range(0, len(problems), per_chunk)]
-    key = {"policy": policy.key(), "verifier": verifier.key(), "task": task.name, "search": asdict(cfg),
+    key = {"policy": policy.key(), "verifier": verifier.key(), "task": task.key, "search": asdict(cfg),
            "questions": content_key([p.qid for p in problems]), "seed": seed, "per_chunk": per_chunk,
            "batch_size": batch_size}
     models = Lazy(lambda: (load_policy(policy, batch_size=batch_size, progress=False),

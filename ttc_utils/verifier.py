@@ -16,10 +16,18 @@ from typing import Protocol
 class Verifier(Protocol):
     name: str
     non_embedding_params: int
+    # what comes before the steps: "prompt" (the policy's prompt, as the suite's verifiers were trained on) or
+    # "question" (the bare question: an open PRM formats its input itself); absent means "prompt"
+    reads: str
 
     def score(self, prompts: list[str], steps: list[list[str]]) -> tuple[list[list[float]], list[int]]:
         """(per-step scores of each solution, tokens each scored sequence cost). One call scores one solution
         per prompt; identical (prompt, steps) pairs may be scored once."""
+
+
+def verifier_prompt(verifier, task, problem) -> str:
+    """What `verifier` reads before a solution of `problem`'s steps (see `Verifier.reads`)."""
+    return task.question(problem) if getattr(verifier, "reads", "prompt") == "question" else task.prompt(problem)
 
 
 def step_end_offsets(steps: list[str]) -> list[int]:

@@ -64,7 +64,8 @@ class VLLMPolicy:
                    **({"enable_chunked_prefill": False} if cpu else {}),
                    # on CPU this fraction of the machine's RAM is reserved for the KV cache, and an engine does not
                    # start when less than that is free (the default, 0.92, fails beside any other process)
-                   **({"gpu_memory_utilization": 0.1} if cpu else {}),
+                   # on a GPU the suite holds other models in the same process (the PRM, the next ladder rung)
+                   "gpu_memory_utilization": 0.1 if cpu else 0.4,
                    **json.loads(os.environ.get(ENGINE_ENV, "{}")), **engine}
         llm = vllm.LLM(model=spec.path, revision=spec.revision, dtype=spec.dtype or "auto",
                        trust_remote_code=spec.trust_remote_code, **options)

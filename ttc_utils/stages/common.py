@@ -1,16 +1,27 @@
-"""Stages every notebook shares: the task, its test questions, the policy ladder and the base policy."""
+"""Stages every notebook shares: the task, its test questions, the policy ladder and the base policy.
+
+The ladder is the embedded world's, trained here (notebook 00), unless `ladder_paths` names real models: then it is
+those models, smallest first, counted from their configs and never trained."""
 from __future__ import annotations
 
 import pandas as pd
 
 from ..model_spec import ModelSpec
-from ..tasks.arithmetic import ArithmeticTask
+from ..models import params_from_config
+from ..tasks import Task, get_task
 from ..training import train_ladder
 
+_TASKS: dict[tuple, Task] = {}
 
-def task(cfg) -> ArithmeticTask:
-    """The profile's task: the embedded arithmetic world with the profile's knobs."""
-    return ArithmeticTask(cfg.world())
+
+def task(cfg) -> Task:
+    """The profile's task (`task`: the embedded world with its knobs, or MATH-500), built once per process: a MATH
+    task reads its file on first use."""
+    kwargs = cfg.task_kwargs()
+    key = (cfg.task, repr(sorted(kwargs.items())))
+    if key not in _TASKS:
+        _TASKS[key] = get_task(cfg.task, **kwargs)
+    return _TASKS[key]
 
 
 def test_questions(cfg) -> list:
@@ -19,22 +30,30 @@ def test_questions(cfg) -> list:
 
 
 def ladder(cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(models table, loss curves) of the policy ladder, trained once and cached (notebook 00)."""
-    return train_ladder(cfg.cache(), cfg.world(), cfg.sizes(), cfg.train(), device=cfg.device)
+    """(models table, loss curves) of the policy ladder, trained once and cached (notebook 00); with `ladder_paths`,
+    the given models (name, path, non_embedding_params) and no curves. Either way every rung samples through
+    `policy_backend` (column `backend`)."""
+    if cfg.ladder_paths:
+        table = pd.DataFrame([{"name": ModelSpec(p).name, "path": p, "non_embedding_params": params_from_config(p)}
+                              for p in cfg.ladder_paths])
+        curves = pd.DataFrame(columns=["name", "non_embedding_params"])
+    else:
+        table, curves = train_ladder(cfg.cache(), cfg.world(), cfg.sizes(), cfg.train(), device=cfg.device)
+    return table.assign(backend=cfg.policy_backend), curves
 
 
 def base_policy(cfg, ladder: pd.DataFrame) -> ModelSpec:
-    """`policy_path` if given, else the ladder's smallest rung (the base policy)."""
-    if cfg.policy_path:
-        return ModelSpec(cfg.policy_path, device=cfg.device, param="policy_path")
-    return rung(cfg, ladder, 0, "the base policy")
+    """`policy_path` if given, else the ladder's smallest rung (the base policy), sampling through `policy_backend`."""
+    path = cfg.policy_path or str(ladder.path.iloc[0])
+    return ModelSpec(path, backend=cfg.policy_backend, device=cfg.device,
+                     param="policy_path" if cfg.policy_path else "the base policy")
 
 
 def rung(cfg, ladder: pd.DataFrame, index: int, param: str) -> ModelSpec:
-    """Ladder rung `index` as a model on the profile's device."""
+    """Ladder rung `index` as a model on the profile's device (loaded by transformers: a verifier's backbone)."""
     return ModelSpec(str(ladder.path.iloc[index]), device=cfg.device, param=param)
 
 
 def max_new_tokens(cfg) -> int:
     # a correct solution and its eos always fit; longer samples are garbage and only cost time
-    return task(cfg).max_solution_tokens() + 1
+    return cfg.max_new_tokens or task(cfg).max_solution_tokens() + 1

@@ -40,15 +40,12 @@ def search_tables(cfg) -> dict:
     pool = pool_stages.sample_pool(c, ladder)
     bins = pool_stages.difficulty_bins(c, pool)
     labels = prm_search.prm_labels(c, policy)
-    prm, orm = prm_search.train_reward_models(c, prm_search.verifier_base(c, ladder), labels)
-    prm_pool, orm_pool = (prm_search.score_pool(c, v, pool, name) for v, name in ((prm, "scores-prm"),
-                                                                                 (orm, "scores-orm")))
-    same = prm_search.same_size_prm(c, policy, labels)
-    same_pool = prm_search.score_pool(c, same, pool, "scores-prm-rung0")
-    verifiers = {"prm": prm, "same-size": same}
+    verifiers = prm_search.reward_models(c, prm_search.verifier_base(c, ladder), policy, labels)
+    pools = prm_search.score_pools(c, verifiers, pool)
     runs = prm_search.run_search_plan(c, policy, verifiers, prm_search.search_plan(c))
-    params = prm_search.model_params(c, ladder, policy, {**verifiers, "orm": orm})
-    results = prm_search.results(c, pool, prm_pool, orm_pool, same_pool, runs, bins, params)
+    params = prm_search.model_params(c, ladder, policy, verifiers)
+    results = prm_search.results(c, pool, pools, runs, bins, params)
+    prm, prm_pool = verifiers["prm"], pools["prm"]
     return {"results": results, "pool": pool, "prm_pool": prm_pool, "bins": bins, "params": params, "prm": prm,
             "labels": labels, "ladder": ladder}
 

@@ -2,9 +2,12 @@
 results table that every curve and finding of the notebook is read from.
 
     labels = prm_labels(cfg, policy)                             # Monte Carlo soft labels (training split)
-    prm, orm = train_reward_models(cfg, verifier_base(cfg, ladder), labels)   # two ModelSpecs
-    scores = score_pool(cfg, prm, pool, "scores-prm")            # the pool with last / min / prod per sample
-    runs = run_search_plan(cfg, policy, prm, search_plan(cfg))   # one row per (setting, budget, seed, question)
+    verifiers = reward_models(cfg, verifier_base(cfg, ladder), policy, labels)   # "prm", "orm", "same-size"
+    pools = score_pools(cfg, verifiers, pool)                    # each: the pool with last / min / prod per sample
+    runs = run_search_plan(cfg, policy, verifiers, search_plan(cfg))   # one row per (setting, budget, seed, question)
+
+With `prm_path` (an open PRM, e.g. on MATH-500) nothing is trained: `prm_labels` is None, `reward_models` holds the
+open PRM alone as "prm", and the settings, curves and claims that need the ORM or the same-size PRM are left out.
 """
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ from ..checks import is_power_of_two
 from ..findings import Arm, Claim
 from ..labels import mc_labels
 from ..model_spec import ModelSpec
-from ..models import count_params, load_causal_lm
+from ..models import params_from_config
+from ..open_prm import is_open_prm, open_prm_params
 from ..policy import SamplingParams, derive_seed
 from ..results import search_results, selection_results
 from ..scoring import policy_logprobs, score_solutions
@@ -32,7 +36,11 @@ def prm_train_questions(cfg) -> list:
     return common.task(cfg).problems("train", cfg.prm_questions, derive_seed(cfg.seed, "prm") % 2**31)
 
 
-def prm_labels(cfg, policy: ModelSpec, progress: bool = True) -> pd.DataFrame:
+def prm_labels(cfg, policy: ModelSpec, progress: bool = True) -> pd.DataFrame | None:
+    """Monte Carlo step labels of the policy's samples on training questions; None with `prm_path` (nothing is
+    trained then)."""
+    if cfg.prm_path:
+        return None
     params = SamplingParams(n=cfg.prm_samples, temperature=cfg.temperature, max_new_tokens=common.max_new_tokens(cfg))
     return mc_labels(cfg.cache(), policy, common.task(cfg), prm_train_questions(cfg), params, cfg.prm_rollouts,
                      cfg.seed, progress=progress)
@@ -47,21 +55,27 @@ def verifier_base(cfg, ladder: pd.DataFrame) -> ModelSpec:
     """The model the PRM and ORM are built on: ladder rung `verifier_rung` (0 is the base policy).
 
     Why a larger rung by default: in this world checking a step is recomputing it, so a verifier of the
-    policy's own size only knows what the policy knows (the notebook measures both)."""
+    policy's own size only knows what the policy knows (the notebook measures both). With `prm_path`, the open PRM
+    itself (nothing is built)."""
+    if cfg.prm_path:
+        return cfg.open_prm()
     if cfg.verifier_rung == 0:
         return common.base_policy(cfg, ladder)
     return common.rung(cfg, ladder, cfg.verifier_rung, "verifier_rung")
 
 
 def model_params(cfg, ladder: pd.DataFrame, policy: ModelSpec, verifiers: dict[str, ModelSpec]) -> dict[str, int]:
-    """Non-embedding parameters of the policy and of each verifier's backbone (for the measured FLOPs)."""
-    if cfg.policy_path:
-        model, _ = load_causal_lm(policy.path, revision=policy.revision)
-        policy_params = count_params(model)
-    else:
-        policy_params = int(ladder.non_embedding_params.iloc[0])
-    return {"policy": policy_params,
-            **{name: int(train_record(v.path)["non_embedding_params"]) for name, v in verifiers.items()}}
+    """Non-embedding parameters of the policy and of each verifier's backbone (for the measured FLOPs), counted
+    from configs where a model was not trained here."""
+    policy_params = (params_from_config(policy.path, policy.revision) if cfg.policy_path
+                     else int(ladder.non_embedding_params.iloc[0]))
+    return {"policy": policy_params, **{name: verifier_params(v) for name, v in verifiers.items()}}
+
+
+def verifier_params(verifier: ModelSpec) -> int:
+    if is_open_prm(verifier):
+        return open_prm_params(verifier)
+    return int(train_record(verifier.path)["non_embedding_params"])
 
 
 def _train(cfg, base: ModelSpec, labels: pd.DataFrame, kind: str, train_cfg: VerifierTrainConfig) -> ModelSpec:
@@ -72,6 +86,32 @@ def _train(cfg, base: ModelSpec, labels: pd.DataFrame, kind: str, train_cfg: Ver
 def train_reward_models(cfg, base: ModelSpec, labels: pd.DataFrame) -> tuple[ModelSpec, ModelSpec]:
     """(PRM, ORM): the same base weights, data and recipe; only the targets differ."""
     return tuple(_train(cfg, base, labels, kind, verifier_train_config(cfg)) for kind in ("prm", "orm"))
+
+
+def reward_models(cfg, base: ModelSpec, policy: ModelSpec, labels: pd.DataFrame | None) -> dict[str, ModelSpec]:
+    """The notebook's verifiers: "prm" and "orm" on `base`, "same-size" (the PRM on the policy's own weights), all
+    trained on `labels`; with `prm_path`, the open PRM alone as "prm"."""
+    if cfg.prm_path:
+        return {"prm": cfg.open_prm()}
+    prm, orm = train_reward_models(cfg, base, labels)
+    return {"prm": prm, "orm": orm, "same-size": same_size_prm(cfg, policy, labels)}
+
+
+def verifier_record(name: str, verifier: ModelSpec) -> dict:
+    """One row of the verifiers table: how a trained verifier was trained (its `train_record`), or an open PRM's
+    source and size."""
+    if is_open_prm(verifier):
+        return {"verifier": name, "path": verifier.path, "backend": verifier.backend,
+                "non_embedding_params": open_prm_params(verifier)}
+    return {"verifier": name, **train_record(verifier.path)}
+
+
+POOL_SCORES = {"prm": "scores-prm", "orm": "scores-orm", "same-size": "scores-prm-rung0"}  # cache names
+
+
+def score_pools(cfg, verifiers: dict[str, ModelSpec], pool: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Verifier name -> the pool scored by it (`score_pool`)."""
+    return {name: score_pool(cfg, v, pool, POOL_SCORES[name]) for name, v in verifiers.items()}
 
 
 def score_pool(cfg, verifier: ModelSpec, pool: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -98,8 +138,10 @@ def same_size_prm(cfg, policy: ModelSpec, labels: pd.DataFrame) -> ModelSpec:
     return _train(cfg, policy, labels, "prm", verifier_train_config(cfg))
 
 
-def ablation_pools(cfg, policy: ModelSpec, labels: pd.DataFrame, pool: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Name -> the pool scored by that ablation's PRM (built on the policy itself)."""
+def ablation_pools(cfg, policy: ModelSpec, labels: pd.DataFrame | None, pool: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Name -> the pool scored by that ablation's PRM (built on the policy itself); none without labels."""
+    if labels is None:
+        return {}
     return {name: score_pool(cfg, _train(cfg, policy, labels, "prm", replace(verifier_train_config(cfg), **kw)),
                              pool, f"scores-prm-{tag}")
             for name, tag, kw in ABLATIONS}
@@ -161,7 +203,7 @@ def search_plan(cfg) -> list[Setting]:
                                    SearchConfig("beam", n, math.isqrt(n), k, **shared)))
             if k == deepest and n >= max(m, 2) and is_power_of_two(n):
                 out.append(Setting(f"{k}-step lookahead M={m}", "lookahead", SearchConfig("beam", n, m, k, **shared)))
-        if budget >= max(m, 2):  # the paper's set-up: policy and PRM on one base model
+        if budget >= max(m, 2) and not cfg.prm_path:  # the paper's set-up: policy and PRM on one base model
             out.append(Setting(f"beam M={m}, same-size PRM", "beam", SearchConfig("beam", budget, m, 0, **shared),
                                verifier="same-size"))
     return out
@@ -188,18 +230,22 @@ def run_search_plan(cfg, policy: ModelSpec, verifiers: dict[str, ModelSpec], set
     return pd.concat(frames, ignore_index=True)
 
 
-def results(cfg, pool: pd.DataFrame, prm_pool: pd.DataFrame, orm_pool: pd.DataFrame, same_pool: pd.DataFrame,
-            runs: pd.DataFrame, bins: pd.DataFrame, params: dict[str, int]) -> pd.DataFrame:
+def results(cfg, pool: pd.DataFrame, pools: dict[str, pd.DataFrame], runs: pd.DataFrame, bins: pd.DataFrame,
+            params: dict[str, int]) -> pd.DataFrame:
     """The notebook's one results table (`results.RESULT_COLUMNS` and `scope`), cached: pool selection on all
     questions at every pool budget (scope "pool"); the same on the search subset at the search budgets (scope
     "search": the baselines of Fig. 3) and on the half of the pool the bins never saw (scope "curve half": the
-    per-bin baselines); and every search run. `params`: non-embedding parameters of "policy", "prm", "orm" and
-    "same-size" (for the measured FLOPs)."""
+    per-bin baselines); and every search run. `pools`: the pool scored by each verifier of `reward_models` ("prm",
+    and where trained "orm" and "same-size"); `params`: non-embedding parameters of "policy" and of each verifier
+    (for the measured FLOPs)."""
     subset = {p.qid for p in search_subset(cfg)}
     budgets, search_budgets = cfg.budgets(), cfg.search_budgets()
     half_budgets = [b for b in search_budgets if b in pool_stages.half_budgets(cfg)]
+    prm_pool, orm_pool, same_pool = (pools.get(name) for name in ("prm", "orm", "same-size"))
 
     def sel(frame, rule, setting, score_col=None, verifier=None, scope="pool"):
+        if frame is None:  # a verifier this run has not (an open PRM comes without ORM or same-size PRM)
+            return None
         at = budgets
         if scope == "search":
             frame, at = frame[frame.qid.isin(subset)], search_budgets
@@ -226,10 +272,11 @@ def results(cfg, pool: pd.DataFrame, prm_pool: pd.DataFrame, orm_pool: pd.DataFr
                        for v in runs.verifier.unique()]).assign(scope="search"),
         ], ignore_index=True)
 
+    inputs = [(pool, ["qid", "text"]), (prm_pool, ["last", "min"]), (orm_pool, ["last"]), (same_pool, ["last"]),
+              (runs, ["qid", "correct"])]
     key = {"config": cfg.cache_key(), "params": params,
-           "inputs": [pd.util.hash_pandas_object(f[cols], index=False).sum().item()
-                      for f, cols in ((pool, ["qid", "text"]), (prm_pool, ["last", "min"]), (orm_pool, ["last"]),
-                                      (same_pool, ["last"]), (runs, ["qid", "correct"]))]}
+           "inputs": [pd.util.hash_pandas_object(f[cols], index=False).sum().item() for f, cols in inputs
+                      if f is not None]}
     return cfg.cache().table("results-02_prm_search", key, compute)
 
 
@@ -305,4 +352,7 @@ def claims(cfg, settings: list[Setting]) -> list[Claim]:
               f"why the default PRM reads a larger rung)", arm(f"PRM {agg}", n64, pool),
               arm("PRM last, same-size", n64, pool)),
     ]
+    if cfg.prm_path:  # an open PRM alone: no ORM or same-size PRM to compare with
+        trained_only = ("ORM", "PRM last, same-size", f"{beam}, same-size PRM")
+        out = [c for c in out if not {a.setting for a in c.arms()} & set(trained_only)]
     return out

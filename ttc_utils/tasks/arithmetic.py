@@ -29,6 +29,13 @@ class ArithmeticTask:
     def split_of(self, problem: Problem) -> str:
         return world.split_of(problem.question)
 
+    @property
+    def key(self) -> str:
+        return self.name  # the world's knobs change the questions, which every cache key already hashes
+
+    def question(self, problem: Problem) -> str:
+        return problem.prompt
+
     def prompt(self, problem: Problem, attempts: Sequence[str] = ()) -> str:
         # each previous attempt (as written) is followed by the question again, the slot for the next attempt: the
         # prompt then always ends where a solution starts, and an answer line is followed by eos only when it ends

@@ -19,6 +19,10 @@ from typing import Any, Protocol
 class Task(Protocol):
     name: str  # registry name, e.g. "arithmetic" or "math"
     step_delimiter: str  # what ends one step, e.g. "\n"; sent to the policy as a stop string in step-level search
+    key: str  # what names the task in cache keys: `name`, plus anything that changes its prompts
+
+    def question(self, problem) -> str:
+        """The question alone, without any prompt around it: what an open PRM reads before the steps."""
 
     def problems(self, split: str, n: int, seed: int) -> list:
         """`n` problems of `split` ('train' or 'test'), deterministic in `seed`. Each has `qid` and `answer`."""

@@ -29,6 +29,12 @@ STEP_END = "\n\n"
 FIELDS = ("problem", "solution", "answer", "subject", "level", "unique_id")
 SUFFIXES = (".jsonl", ".parquet")
 INSTRUCTION = "Solve the following math problem step by step. Put your final answer in \\boxed{}."
+# Qwen2.5-Math-Instruct's own system prompt and chat template, written out: the policy continues the assistant turn
+QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
+CHATML = "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+PROMPT_STYLES = ("plain", "chatml")
+MAX_SOLUTION_TOKENS = 2048  # search-and-learn's cap on a MATH solution
+MAX_STEP_TOKENS = 512  # a step (paragraph) longer than this is cut, as a runaway one would be
 
 # `\boxed` or `\fbox` as whole control words (not the start of a longer name such as `\boxedfoo`)
 _BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
@@ -246,14 +252,25 @@ class MathTask:
     name = "math"
     step_delimiter = STEP_END
 
-    def __init__(self, path=None, dataset: str = DATASET, timeout_s: float = 5.0):
+    def __init__(self, path=None, dataset: str = DATASET, timeout_s: float = 5.0, prompt_style: str = "plain",
+                 max_tokens: int = MAX_SOLUTION_TOKENS):
+        if prompt_style not in PROMPT_STYLES:
+            raise ValueError(f"prompt_style={prompt_style!r} is not allowed: expected one of {list(PROMPT_STYLES)}")
         self.path = path
         self.dataset = dataset
         self.timeout_s = timeout_s
+        self.prompt_style = prompt_style
+        self.max_tokens = max_tokens
         self._problems: list[MathProblem] | None = None
 
     def __repr__(self) -> str:
-        return f"MathTask(path={self.path!r}, dataset={self.dataset!r}, timeout_s={self.timeout_s!r})"
+        return (f"MathTask(path={self.path!r}, dataset={self.dataset!r}, timeout_s={self.timeout_s!r}, "
+                f"prompt_style={self.prompt_style!r}, max_tokens={self.max_tokens!r})")
+
+    @property
+    def key(self) -> str:
+        """What names the task in cache keys: the prompt style changes every prompt, so every sample."""
+        return self.name if self.prompt_style == "plain" else f"{self.name}-{self.prompt_style}"
 
     def all_problems(self) -> list[MathProblem]:
         """Every problem of the split, loaded once."""
@@ -276,7 +293,14 @@ class MathTask:
         """MATH's ids start with their split ("test/precalculus/807.json")."""
         return problem.qid.split("/", 1)[0] if "/" in problem.qid else "test"
 
+    def question(self, problem: MathProblem) -> str:
+        return problem.question
+
     def prompt(self, problem: MathProblem, attempts: Sequence[str] = ()) -> str:
+        if self.prompt_style == "chatml":
+            if attempts:
+                raise ValueError("prompt_style='chatml' has no revision format: previous attempts need 'plain'")
+            return CHATML.format(system=QWEN_SYSTEM, user=problem.question)
         text = f"{INSTRUCTION}\n\n{problem.question}{STEP_END}"
         if not attempts:
             return text
@@ -332,3 +356,9 @@ class MathTask:
 
     def step_truth(self, problem: MathProblem, completion: str) -> None:
         return None  # MATH has no per-step ground truth (PRM labels come from Monte Carlo rollouts)
+
+    def max_solution_tokens(self) -> int:
+        return self.max_tokens
+
+    def max_step_tokens(self) -> int:
+        return min(MAX_STEP_TOKENS, self.max_tokens)
