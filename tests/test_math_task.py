@@ -434,3 +434,29 @@ def test_a_math_problem_knows_its_split():
     task = MathTask()
     assert task.split_of(MathProblem("test/algebra/2.json", "?", "", "1", "Algebra", 1)) == "test"
     assert task.split_of(MathProblem("train/algebra/7.json", "?", "", "1", "Algebra", 1)) == "train"
+
+
+def test_prompt_styles_plain_chatml_and_fewshot_end_where_a_solution_starts():
+    from ttc_utils.tasks.math import FEW_SHOT, MathProblem
+    p = MathProblem("test/algebra/1.json", "What is $1+1$?", "", "2", "Algebra", 1)
+    chat = MathTask(prompt_style="chatml").prompt(p)
+    assert chat.startswith("<|im_start|>system\n") and chat.endswith("<|im_start|>assistant\n") and p.question in chat
+    shot = MathTask(prompt_style="fewshot")
+    text = shot.prompt(p)
+    assert text.endswith(f"Problem: {p.question}\n\nSolution: ") and text.count("Problem: ") == len(FEW_SHOT) + 1
+    # the worked examples are in the task's own format: paragraph steps, a boxed answer the grader reads
+    for question, solution in FEW_SHOT:
+        assert len(shot.split_steps(solution)) >= 3 and shot.extract_answer(solution) is not None
+    assert MathTask(prompt_style="fewshot").key == "math-fewshot" and MathTask().key == "math"
+    with pytest.raises(ValueError, match="prompt_style='fewshot' has no revision format"):
+        shot.prompt(p, ["an earlier attempt"])
+    with pytest.raises(ValueError, match="prompt_style='chat' is not allowed"):
+        MathTask(prompt_style="chat")
+
+
+def test_no_few_shot_example_is_a_math500_question():
+    from ttc_utils.tasks.math import FEW_SHOT
+    if not MATH500.is_file():
+        pytest.skip(f"MATH-500 not found at {MATH500}")
+    questions = {p.question for p in MathTask(path=MATH500).problems("test")}
+    assert not questions & {q for q, _ in FEW_SHOT}

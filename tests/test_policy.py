@@ -122,3 +122,18 @@ def test_retiring_finished_rows_changes_no_sample(policy, monkeypatch):
     got = policy.sample_shared(PROMPTS, params, seed=5)
     assert ref.num_tokens.nunique() > 1  # rows finish at different steps, so some were retired
     pd.testing.assert_frame_equal(ref, got)
+
+
+def test_a_kept_policy_loads_once_samples_as_a_fresh_one_and_makes_way(tiny_policy_dir):
+    from ttc_utils.registry import KEEP_LOADED, kept_policy, release_models
+    spec = ModelSpec(str(tiny_policy_dir))
+    release_models()
+    kept = kept_policy(spec, batch_size=4, progress=False)
+    assert kept_policy(spec, batch_size=4, progress=False) is kept
+    params = SamplingParams(n=3, temperature=1.0, max_new_tokens=10)
+    fresh = load_policy(spec, batch_size=4, progress=False)
+    assert kept.sample(PROMPTS, params, seed=2).equals(fresh.sample(PROMPTS, params, seed=2))
+    for batch in range(1, KEEP_LOADED + 1):  # as many other models as are kept: the first one is dropped
+        kept_policy(spec, batch_size=batch, progress=False)
+    assert kept_policy(spec, batch_size=4, progress=False) is not kept
+    release_models()

@@ -44,7 +44,7 @@ def test_sharded_runs_merge_into_the_unsharded_pool(tmp_path, tiny_policy_dir, m
     # the merged cache answers the unsharded call without sampling (no policy is even loaded)
     def no_loading(*a, **k):
         raise AssertionError("the policy was loaded although every chunk was cached")
-    monkeypatch.setattr("ttc_utils.sampling.load_policy", no_loading)
+    monkeypatch.setattr("ttc_utils.sampling.kept_policy", no_loading)
     again = sample_problems(merged, ModelSpec(str(tiny_policy_dir)), TASK, PROBLEMS, PARAMS, seed=0,
                             questions_per_chunk=3,
                             batch_size=4, name="pool", progress=False)

@@ -3,8 +3,8 @@ runs notebooks 01 and 02 end to end with tiny random models built here in place 
 fails before any compute, naming the parameter.
 
 The tiny models answer nothing right, so these tests check plumbing (every cell runs, every figure is written, the
-open PRM's scores reach the tables), never accuracy. MATH-500 is read from ../shared/data/math500 (skipped when
-absent)."""
+open PRM's scores reach the tables), never accuracy. MATH-500 is read from ../shared/data/math500; where that folder
+is absent, from a few problems in MATH-500's format written here, so the path is always exercised."""
 import json
 import string
 from pathlib import Path
@@ -19,8 +19,20 @@ from ttc_utils.run import run_notebook
 from ttc_utils.stages import common
 from ttc_utils.tokenizer import build_tokenizer
 
-MATH500 = Path(__file__).resolve().parents[2] / "shared" / "data" / "math500" / "test.jsonl"
-needs_math500 = pytest.mark.skipif(not MATH500.is_file(), reason=f"MATH-500 not found at {MATH500}")
+SHARED_MATH500 = Path(__file__).resolve().parents[2] / "shared" / "data" / "math500" / "test.jsonl"
+
+
+@pytest.fixture(scope="module")
+def math500(tmp_path_factory) -> str:
+    """The real MATH-500 file, or (where it is absent) 12 problems in its format."""
+    if SHARED_MATH500.is_file():
+        return str(SHARED_MATH500)
+    path = tmp_path_factory.mktemp("math500") / "test.jsonl"
+    rows = [{"problem": f"What is ${a} + {b}$?", "solution": f"${a} + {b} = \\boxed{{{a + b}}}$.",
+             "answer": str(a + b), "subject": "Prealgebra", "level": 1 + a % 5,
+             "unique_id": f"test/prealgebra/{a}.json"} for a, b in zip(range(12), range(3, 15))]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
 
 
 def tiny_llama(folder: Path, hidden: int, layers: int, specials: tuple[str, ...] = ()) -> str:
@@ -47,10 +59,10 @@ def models(tmp_path_factory):
 SIZES = {"pool_size": 8, "num_bins": 2, "num_subsets": 5}
 
 
-def math500_params(notebook: str, models, tmp_path, **kw) -> dict:
+def math500_params(notebook: str, models, math500, tmp_path, **kw) -> dict:
     """`notebook`'s parameters for the `math500` profile with the tiny models, on CPU through transformers, at a size
     that runs in a minute."""
-    params = {"task_path": str(MATH500), "ladder_paths": [models["small"], models["large"]], "prm_path": models["prm"],
+    params = {"task_path": math500, "ladder_paths": [models["small"], models["large"]], "prm_path": models["prm"],
               "policy_backend": "transformers", "device": "cpu", "data_dir": str(tmp_path / "data"),
               "figures_dir": str(tmp_path / "figures"), "num_test": 8, "max_new_tokens": 24, **SIZES, **kw}
     names = notebook_config(notebook).parameter_names()
@@ -67,9 +79,8 @@ def test_the_math500_profile_names_real_models_and_an_open_prm():
     assert "prm_path" in p and not p.get("trust_remote_code", False)  # remote code: opt-in only
 
 
-@needs_math500
-def test_a_math_config_builds_the_math_task_and_a_ladder_of_the_given_models(models, tmp_path):
-    params = math500_params("01_difficulty_bins", models, tmp_path)
+def test_a_math_config_builds_the_math_task_and_a_ladder_of_the_given_models(models, math500, tmp_path):
+    params = math500_params("01_difficulty_bins", models, math500, tmp_path)
     cfg = load_config("01_difficulty_bins", {"profile": "math500", **params})
     task = common.task(cfg)
     assert task.key == "math-chatml" and task.step_delimiter == "\n\n"
@@ -85,11 +96,10 @@ def test_a_math_config_builds_the_math_task_and_a_ladder_of_the_given_models(mod
 
 @pytest.mark.notebook
 @pytest.mark.slow
-@needs_math500
-def test_notebooks_01_and_02_run_on_math500_with_an_open_prm(models, tmp_path):
-    run_notebook("01_difficulty_bins", "math500", math500_params("01_difficulty_bins", models, tmp_path,
+def test_notebooks_01_and_02_run_on_math500_with_an_open_prm(models, math500, tmp_path):
+    run_notebook("01_difficulty_bins", "math500", math500_params("01_difficulty_bins", models, math500, tmp_path,
                                                                  ladder_samples=2), out_dir=tmp_path, progress=False)
-    run_notebook("02_prm_search", "math500", math500_params("02_prm_search", models, tmp_path, **SEARCH),
+    run_notebook("02_prm_search", "math500", math500_params("02_prm_search", models, math500, tmp_path, **SEARCH),
                  out_dir=tmp_path, progress=False)
     figures = tmp_path / "figures"
     for stem in ("nb01_pass1_bins", "nb01_coverage_majority", "nb01_ladder_per_bin", "fig03a_search_methods",
@@ -111,12 +121,12 @@ def test_a_notebook_of_the_embedded_world_refuses_real_models_and_says_why(noteb
         load_config(notebook, {"profile": "smoke", "ladder_paths": [models["small"]]})
 
 
-def test_math_without_models_or_an_open_prm_is_a_clear_error(models, tmp_path):
+def test_math_without_models_or_an_open_prm_is_a_clear_error(models, math500):
     with pytest.raises(ValueError, match="ladder_paths=\\[\\] is not allowed: .*only the embedded world trains"):
-        load_config("01_difficulty_bins", {"profile": "smoke", "task": "math", "task_path": str(MATH500)})
+        load_config("01_difficulty_bins", {"profile": "smoke", "task": "math", "task_path": math500})
     with pytest.raises(ValueError, match="prm_path='' is not allowed: .*no training split"):
         load_config("02_prm_search", {"profile": "smoke", "task": "math", "ladder_paths": [models["small"]],
-                                      "task_path": str(MATH500)})
+                                      "task_path": math500})
 
 
 def test_a_prm_trained_on_other_steps_than_the_task_s_is_a_clear_error(models):

@@ -21,7 +21,7 @@ from .cache import Cache, content_key
 from .checks import check, check_choice, check_int
 from .estimators import select, weighted_winner
 from .policy import SamplingParams, derive_seed
-from .registry import Lazy, load_policy
+from .registry import Lazy, kept_policy
 from .revisions import MAX_ATTEMPTS, chain_context
 from .sampling import grade_samples, question_chunks
 
@@ -53,7 +53,7 @@ def sample_chains(cache: Cache, policy, task, problems: list, lengths: list[int]
     key = {"policy": policy.key(), "task": task.key, "questions": content_key([p.qid for p in problems]),
            "sampling": asdict(one), "lengths": lengths, "context": context, "seed": seed,
            "questions_per_chunk": questions_per_chunk, "batch_size": batch_size}
-    model = Lazy(lambda: load_policy(policy, batch_size=batch_size, progress=False))
+    model = Lazy(lambda: kept_policy(policy, batch_size=batch_size, progress=False))
 
     def compute(i: int) -> pd.DataFrame:
         chunk, frames = chunks[i], []

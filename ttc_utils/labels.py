@@ -17,7 +17,7 @@ import pandas as pd
 from .cache import Cache, content_key
 from .checks import check_int
 from .policy import SamplingParams, derive_seed
-from .registry import Lazy, load_policy
+from .registry import Lazy, kept_policy
 from .sampling import question_chunks, sample_problems
 
 LABEL_COLUMNS = ["qid", "sample_index", "prompt", "completion", "correct", "targets", "truth", "rollouts"]
@@ -51,7 +51,7 @@ def mc_labels(cache: Cache, policy, task, problems: list, params: SamplingParams
     key = {"policy": policy.key(), "task": task.key, "questions": content_key([p.qid for p in problems]),
            "sampling": asdict(params), "rollouts": rollouts, "seed": seed,
            "questions_per_chunk": questions_per_chunk, "batch_size": batch_size, "sampler": "shared-prefill"}
-    model = Lazy(lambda: load_policy(policy, batch_size=batch_size, progress=progress))
+    model = Lazy(lambda: kept_policy(policy, batch_size=batch_size, progress=progress))
 
     def compute(i: int) -> pd.DataFrame:
         qids = {p.qid for p in chunks[i]}

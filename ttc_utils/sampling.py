@@ -14,7 +14,7 @@ import pandas as pd
 from .cache import Cache, content_key
 from .checks import check, check_int, is_int
 from .policy import SamplingParams, derive_seed
-from .registry import Lazy, load_policy
+from .registry import Lazy, kept_policy
 
 
 def question_chunks(items: list, per_chunk: int) -> list[list]:
@@ -43,7 +43,7 @@ def sample_problems(cache: Cache, policy, task, problems: list, params: Sampling
     key = {"policy": policy.key(), "task": task.key, "questions": content_key([p.qid for p in problems]),
            "sampling": asdict(params), "seed": seed, "questions_per_chunk": questions_per_chunk,
            "batch_size": batch_size}
-    model = Lazy(lambda: load_policy(policy, batch_size=batch_size, progress=progress))
+    model = Lazy(lambda: kept_policy(policy, batch_size=batch_size, progress=progress))
 
     def compute(i: int) -> pd.DataFrame:
         chunk = chunks[i]

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .aggregation import AGGREGATIONS, aggregate
 from .cache import Cache, content_key
-from .registry import Lazy, load_verifier
+from .registry import Lazy, kept_verifier
 from .sampling import question_chunks
 from .value_head import likelihood_column, load_backbone, step_features
 from .verifier import verifier_prompt
@@ -37,7 +37,7 @@ def score_solutions(cache: Cache, verifier, task, problems: list, samples: pd.Da
     key = {"verifier": verifier.key(), "task": task.key, "samples": samples_key,
            "questions_per_chunk": questions_per_chunk,
            **({"prompts": content_key(samples.prompt.tolist())} if own else {})}
-    model = Lazy(lambda: load_verifier(verifier, batch_size=batch_size, progress=progress))
+    model = Lazy(lambda: kept_verifier(verifier, batch_size=batch_size, progress=progress))
 
     def compute(i: int) -> pd.DataFrame:
         part = samples[samples.qid.isin(set(chunks[i]))]

@@ -36,7 +36,7 @@ from .cache import Cache, content_key
 from .checks import check, check_choice, check_int
 from .estimators import select
 from .policy import SamplingParams, derive_seed
-from .registry import Lazy, load_policy, load_verifier
+from .registry import Lazy, kept_policy, kept_verifier
 from .sampling import answer_text
 from .verifier import verifier_prompt
 
@@ -220,8 +220,8 @@ def run_search(cache: Cache, policy, verifier, task, problems: list, cfg: Search
     key = {"policy": policy.key(), "verifier": verifier.key(), "task": task.key, "search": asdict(cfg),
            "questions": content_key([p.qid for p in problems]), "seed": seed, "per_chunk": per_chunk,
            "batch_size": batch_size}
-    models = Lazy(lambda: (load_policy(policy, batch_size=batch_size, progress=False),
-                           load_verifier(verifier, batch_size=batch_size, progress=False)))
+    models = Lazy(lambda: (kept_policy(policy, batch_size=batch_size, progress=False),
+                           kept_verifier(verifier, batch_size=batch_size, progress=False)))
 
     def compute(i: int) -> pd.DataFrame:
         records = search(*models.get(), task, chunks[i], cfg, derive_seed(seed, "chunk", i))

@@ -32,7 +32,15 @@ INSTRUCTION = "Solve the following math problem step by step. Put your final ans
 # Qwen2.5-Math-Instruct's own system prompt and chat template, written out: the policy continues the assistant turn
 QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 CHATML = "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
-PROMPT_STYLES = ("plain", "chatml")
+# a base model (no chat template) learns the format from worked examples: steps as paragraphs, the answer boxed. These
+# two are written here, not taken from MATH, so no test question leaks into a prompt.
+FEW_SHOT = (("What is the sum of the first three positive odd integers?",
+             "The first three positive odd integers are 1, 3 and 5.\n\nTheir sum is $1 + 3 + 5 = 9$.\n\n"
+             "The answer is $\\boxed{9}$."),
+            ("Solve for $x$: $2x + 6 = 14$.",
+             "Subtract 6 from both sides: $2x = 8$.\n\nDivide both sides by 2: $x = 4$.\n\n"
+             "The answer is $\\boxed{4}$."))
+PROMPT_STYLES = ("plain", "chatml", "fewshot")
 MAX_SOLUTION_TOKENS = 2048  # search-and-learn's cap on a MATH solution
 MAX_STEP_TOKENS = 512  # a step (paragraph) longer than this is cut, as a runaway one would be
 
@@ -297,10 +305,14 @@ class MathTask:
         return problem.question
 
     def prompt(self, problem: MathProblem, attempts: Sequence[str] = ()) -> str:
+        if self.prompt_style != "plain" and attempts:
+            raise ValueError(f"prompt_style={self.prompt_style!r} has no revision format: previous attempts need "
+                             f"'plain'")
         if self.prompt_style == "chatml":
-            if attempts:
-                raise ValueError("prompt_style='chatml' has no revision format: previous attempts need 'plain'")
             return CHATML.format(system=QWEN_SYSTEM, user=problem.question)
+        if self.prompt_style == "fewshot":
+            shots = "".join(f"Problem: {q}{STEP_END}Solution: {a}{STEP_END}" for q, a in FEW_SHOT)
+            return f"{INSTRUCTION}{STEP_END}{shots}Problem: {problem.question}{STEP_END}Solution: "
         text = f"{INSTRUCTION}\n\n{problem.question}{STEP_END}"
         if not attempts:
             return text
