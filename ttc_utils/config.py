@@ -101,7 +101,7 @@ class TaskSection:
     """Which task the notebooks run: the embedded world (its knobs below) or MATH-500 (real models only)."""
     task: str = "arithmetic"  # arithmetic (the embedded world) | math (MATH-500 with real models: ladder_paths)
     task_path: str = ""  # math: a local MATH-500 .jsonl or .parquet file; "" reads HuggingFaceH4/MATH-500 from the hub
-    prompt_style: str = "plain"  # math: plain (instruction, question) | chatml (Qwen's chat template) | fewshot (base LMs)
+    prompt_style: str = "plain"  # math: plain (instruction, question) | chatml (Qwen chat template) | fewshot (base LM)
     max_new_tokens: int = 0  # most tokens of one solution; 0 is the task's own bound (the world's longest solution)
 
     def check(self):
