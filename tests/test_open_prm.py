@@ -115,3 +115,8 @@ def test_a_prm_that_needs_remote_code_does_not_load_without_the_opt_in(qwen_fold
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="trust_remote_code"):
         load_verifier(ModelSpec(str(folder), backend="qwen_prm", param="verifier_path"))
+    # as a notebook parameter the same model fails in the config cell, before any sampling
+    from ttc_utils.config import load_config
+    with pytest.raises(ValueError, match="prm_path=.*needs remote code.*trust_remote_code"):
+        load_config("02_prm_search", {"profile": "smoke", "prm_path": str(folder), "prm_backend": "qwen_prm",
+                                      "task": "math", "ladder_paths": [str(qwen_folder)], "verifier_rung": 0})

@@ -34,7 +34,7 @@ from .cache import Cache
 from .checks import check, check_choice, check_int, check_positive, is_int, is_power_of_two
 from .model_spec import DEVICE, ModelSpec
 from .models import ModelSize
-from .open_prm import STEP_DELIMITERS
+from .open_prm import STEP_DELIMITERS, check_open_prm
 from .registry import POLICY_BACKENDS
 from .revisions import MAX_ATTEMPTS
 from .tasks import TASKS, get_task
@@ -318,7 +318,7 @@ class PrmSection:
 
     def check_files(self):
         if self.prm_path:
-            self.open_prm().check()
+            check_open_prm(self.open_prm().check())
 
     def open_prm(self) -> ModelSpec:
         return ModelSpec(self.prm_path, backend=self.prm_backend, device=self.device, param="prm_path",

@@ -58,6 +58,15 @@ def _qwen_loader(spec, config):
     return AutoModel if remote else AutoModelForTokenClassification
 
 
+def check_open_prm(spec) -> None:
+    """Fail before any compute where the open PRM `spec` could not load: a remote-code model without the opt-in (its
+    config alone tells; no weights are read)."""
+    if spec.backend == "qwen_prm":
+        config = AutoConfig.from_pretrained(spec.path, revision=spec.revision,
+                                            trust_remote_code=spec.trust_remote_code)
+        _qwen_loader(spec, config)
+
+
 def open_prm_params(spec) -> int:
     """Non-embedding parameters of the open PRM `spec` names, counted on the meta device from its config (the
     measured FLOPs need them; no weights are read)."""
