@@ -246,8 +246,9 @@ class Cache:
         return self.root / f"{name}-{content_key(params)}"
 
     def chunked(self, name: str, params: dict, num_chunks: int, compute: Callable[[int], pd.DataFrame],
-                desc: str | None = None, only: list[int] | None = None) -> pd.DataFrame:
-        """The concatenation of `compute(i)` for i < num_chunks, computing only the chunks not on disk.
+                desc: str | None = None, only: list[int] | None = None, progress: bool = True) -> pd.DataFrame:
+        """The concatenation of `compute(i)` for i < num_chunks, computing only the chunks not on disk, with a
+        progress bar (`desc`, else `name`) over those unless `progress` is False.
 
         `params` must name everything that changes the result (model, parameters, seed, chunking).
         With `only`, just those chunks are computed and returned (one shard of a sharded job).
@@ -261,7 +262,7 @@ class Cache:
         paths = [folder / f"chunk-{i:05d}.parquet" for i in range(num_chunks)]
         wanted = range(num_chunks) if only is None else sorted(only)
         todo = [i for i in wanted if not _is_present(paths[i])]
-        for i in tqdm(todo, desc=desc or name, disable=not todo or None):
+        for i in tqdm(todo, desc=desc or name, disable=not (todo and progress) or None):
             _write_chunk(compute(i), paths[i])
         return pd.concat([self._load_chunk(paths[i], i, compute) for i in wanted], ignore_index=True)
 

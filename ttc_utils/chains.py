@@ -70,8 +70,8 @@ def sample_chains(cache: Cache, policy, task, problems: list, lengths: list[int]
             frames.append(graded.drop(columns="sample_index").assign(chain=[c for _, c in live], step=t + 1))
         return pd.concat(frames, ignore_index=True).assign(seed=seed)
 
-    return cache.chunked("chains", key, len(chunks), compute,
-                         desc=f"revision chains ({len(problems)} questions)" if progress else None)
+    return cache.chunked("chains", key, len(chunks), compute, desc=f"revision chains ({len(problems)} questions)",
+                         progress=progress)
 
 
 def chain_accuracy(chains: pd.DataFrame, sequential: int, parallel: int, rule: str, seed: int,

@@ -51,7 +51,8 @@ def mc_labels(cache: Cache, policy, task, problems: list, params: SamplingParams
     key = {"policy": policy.key(), "task": task.key, "questions": content_key([p.qid for p in problems]),
            "sampling": asdict(params), "rollouts": rollouts, "seed": seed,
            "questions_per_chunk": questions_per_chunk, "batch_size": batch_size, "sampler": "shared-prefill"}
-    model = Lazy(lambda: kept_policy(policy, batch_size=batch_size, progress=progress))
+    # the stage's chunk bar is its one bar
+    model = Lazy(lambda: kept_policy(policy, batch_size=batch_size, progress=False))
 
     def compute(i: int) -> pd.DataFrame:
         qids = {p.qid for p in chunks[i]}
@@ -82,7 +83,8 @@ def mc_labels(cache: Cache, policy, task, problems: list, params: SamplingParams
                          "rollouts": rollouts})
         return pd.DataFrame(rows, columns=LABEL_COLUMNS)
 
-    return cache.chunked("prm-labels", key, len(chunks), compute, desc=f"MC rollouts ({len(problems)} questions)")
+    return cache.chunked("prm-labels", key, len(chunks), compute, desc=f"MC rollouts ({len(problems)} questions)",
+                         progress=progress)
 
 
 def flip_labels(labels: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:

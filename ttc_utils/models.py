@@ -10,6 +10,12 @@ from dataclasses import dataclass
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers.utils import logging as hf_logging
+
+# A notebook shows one progress bar per stage: transformers' own bars ("Loading weights", "Writing model shards")
+# and its warnings on stderr would repeat for every model a stage loads or saves, and say nothing the stage does not.
+hf_logging.disable_progress_bar()
+hf_logging.set_verbosity_error()
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingA
 from .cache import Cache, content_key
 from .checks import check, check_choice, check_int, check_positive
 from .model_spec import ModelSpec
-from .training import Corpus, collate_solution_loss
+from .training import Corpus, collate_solution_loss, quiet_trainer
 
 
 @dataclass(frozen=True)
@@ -112,8 +112,10 @@ def _train(base: ModelSpec, task, problems, traj, cfg: RevisionTrainConfig, out_
         remove_unused_columns=False, disable_tqdm=disable_tqdm,
         train_sampling_strategy="group_by_length" if cfg.batching == "by_length" else "random",
     )
-    trainer = Trainer(model=model, args=args, train_dataset=Corpus(*split[False]), eval_dataset=Corpus(*split[True]),
-                      data_collator=collate_solution_loss(tokenizer.pad_token_id))
+    trainer = quiet_trainer(Trainer(model=model, args=args, train_dataset=Corpus(*split[False]),
+                                    eval_dataset=Corpus(*split[True]),
+                                    data_collator=collate_solution_loss(tokenizer.pad_token_id)),
+                            "training the revision model")
     t0 = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - t0

@@ -43,7 +43,8 @@ def sample_problems(cache: Cache, policy, task, problems: list, params: Sampling
     key = {"policy": policy.key(), "task": task.key, "questions": content_key([p.qid for p in problems]),
            "sampling": asdict(params), "seed": seed, "questions_per_chunk": questions_per_chunk,
            "batch_size": batch_size}
-    model = Lazy(lambda: kept_policy(policy, batch_size=batch_size, progress=progress))
+    # the stage's chunk bar is its one bar
+    model = Lazy(lambda: kept_policy(policy, batch_size=batch_size, progress=False))
 
     def compute(i: int) -> pd.DataFrame:
         chunk = chunks[i]
@@ -51,7 +52,8 @@ def sample_problems(cache: Cache, policy, task, problems: list, params: Sampling
         return grade_samples(task, df, chunk).assign(seed=seed)
 
     only = None if num_shards == 1 else [i for i in range(len(chunks)) if i % num_shards == shard]
-    return cache.chunked(name, key, len(chunks), compute, desc=f"{name} ({len(problems)} questions)", only=only)
+    return cache.chunked(name, key, len(chunks), compute, desc=f"{name} ({len(problems)} questions)", only=only,
+                         progress=progress)
 
 
 def answer_text(answer) -> str | None:

@@ -37,7 +37,8 @@ def score_solutions(cache: Cache, verifier, task, problems: list, samples: pd.Da
     key = {"verifier": verifier.key(), "task": task.key, "samples": samples_key,
            "questions_per_chunk": questions_per_chunk,
            **({"prompts": content_key(samples.prompt.tolist())} if own else {})}
-    model = Lazy(lambda: kept_verifier(verifier, batch_size=batch_size, progress=progress))
+    # the stage's chunk bar is its one bar
+    model = Lazy(lambda: kept_verifier(verifier, batch_size=batch_size, progress=False))
 
     def compute(i: int) -> pd.DataFrame:
         part = samples[samples.qid.isin(set(chunks[i]))]
@@ -50,7 +51,8 @@ def score_solutions(cache: Cache, verifier, task, problems: list, samples: pd.Da
             out[how] = [aggregate(s, how) for s in step_scores]
         return out
 
-    return cache.chunked(name, key, len(chunks), compute, desc=f"{name} ({samples.qid.nunique()} questions)")
+    return cache.chunked(name, key, len(chunks), compute, desc=f"{name} ({samples.qid.nunique()} questions)",
+                         progress=progress)
 
 
 def policy_logprobs(cache: Cache, policy, task, problems: list, samples: pd.DataFrame,

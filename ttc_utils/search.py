@@ -229,4 +229,4 @@ def run_search(cache: Cache, policy, verifier, task, problems: list, cfg: Search
                                             lookahead=cfg.lookahead, aggregation=cfg.aggregation, seed=seed)
 
     name = f"search-{cfg.method}-N{cfg.num_beams}-M{cfg.beam_width}-k{cfg.lookahead}"
-    return cache.chunked(name, key, len(chunks), compute, desc=name if progress else None)
+    return cache.chunked(name, key, len(chunks), compute, progress=progress)

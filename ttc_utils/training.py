@@ -16,7 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+from transformers.utils.notebook import NotebookProgressCallback
 
 from .batching import left_pad
 from .cache import Cache, read_parquet
@@ -152,6 +155,31 @@ class _LossLog(TrainerCallback):
                               "loss": float(logs["loss"]), "seconds": time.perf_counter() - self.t0})
 
 
+class _TrainingBar(TrainerCallback):
+    """One progress bar per training run, in place of the Trainer's own bar, its notebook loss table (a row per
+    logging step) and its printed log lines: the loss curve is kept (a figure shows it) and the bar says how far."""
+
+    def __init__(self, desc: str):
+        self.desc, self.bar = desc, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.bar = tqdm(total=state.max_steps, desc=self.desc, leave=False)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.bar.update(1)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.bar.close()
+
+
+def quiet_trainer(trainer: Trainer, desc: str) -> Trainer:
+    """`trainer` with one progress bar (`desc`) and no tables or log lines of its own."""
+    for callback in (PrinterCallback, ProgressCallback, NotebookProgressCallback):
+        trainer.remove_callback(callback)
+    trainer.add_callback(_TrainingBar(desc))
+    return trainer
+
+
 def train_policy(size: ModelSize, corpus: tuple[list[list[int]], list[int]], tokenizer, cfg: TrainConfig, out_dir: Path,
                  disable_tqdm: bool | None = None, device: str = "cpu", heldout=None,
                  learning_rate: float | None = None) -> dict:
@@ -175,8 +203,9 @@ def train_policy(size: ModelSize, corpus: tuple[list[list[int]], list[int]], tok
         # bf16 autocast: matmuls in bf16 (AMX / AVX512-BF16 on recent x86 CPUs), weights and optimizer in fp32.
         bf16=cfg.precision == "bf16",
     )
-    trainer = Trainer(model=model, args=args, train_dataset=Corpus(ids, prompt_lens),
-                      data_collator=collate_solution_loss(tokenizer.pad_token_id), callbacks=[log])
+    trainer = quiet_trainer(Trainer(model=model, args=args, train_dataset=Corpus(ids, prompt_lens),
+                                    data_collator=collate_solution_loss(tokenizer.pad_token_id), callbacks=[log]),
+                            f"training {size.name}")
     t0 = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - t0

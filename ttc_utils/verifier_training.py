@@ -35,6 +35,7 @@ from .batching import right_pad
 from .cache import Cache, content_key
 from .checks import check, check_choice, check_int, check_positive
 from .models import count_params
+from .training import quiet_trainer
 from .value_head import HEADS, fit_value_head, load_backbone, save_value_verifier, step_features
 from .verifier import encode_steps
 
@@ -216,9 +217,11 @@ def _train(base, labels, steps, targets, kind, cfg, out_dir, disable_tqdm):
         remove_unused_columns=False,
         disable_tqdm=disable_tqdm,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=_Steps(items[False]), eval_dataset=_Steps(items[True]),
-                      data_collator=_collate(tokenizer.pad_token_id), compute_loss_func=soft_bce,
-                      callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience)])
+    trainer = quiet_trainer(
+        Trainer(model=model, args=args, train_dataset=_Steps(items[False]), eval_dataset=_Steps(items[True]),
+                data_collator=_collate(tokenizer.pad_token_id), compute_loss_func=soft_bce,
+                callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience)]),
+        f"fine-tuning the {kind.upper()}")
     t0 = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - t0

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, replace
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 from ..checks import is_power_of_two
 from ..findings import Arm, Claim
@@ -221,12 +222,12 @@ def run_search_plan(cfg, policy: ModelSpec, verifiers: dict[str, ModelSpec], set
     `budget` (the paper's count of generations)."""
     problems, task = search_subset(cfg), common.task(cfg)
     frames = []
-    for s in settings:
-        for seed in range(cfg.search_seeds):
-            r = run_search(cfg.cache(), policy, verifiers[s.verifier], task, problems, s.search,
-                           derive_seed(cfg.seed, "search", seed) % 2**31, progress=progress)
-            frames.append(r.drop(columns=["candidates", "answers", "scores", "subtrees"]).assign(
-                label=s.label, style=s.method, search_seed=seed, budget=s.x, verifier=s.verifier))
+    runs = [(s, seed) for s in settings for seed in range(cfg.search_seeds)]
+    for s, seed in tqdm(runs, desc=f"search ({len(problems)} questions)", disable=not progress or None):
+        r = run_search(cfg.cache(), policy, verifiers[s.verifier], task, problems, s.search,
+                       derive_seed(cfg.seed, "search", seed) % 2**31, progress=False)
+        frames.append(r.drop(columns=["candidates", "answers", "scores", "subtrees"]).assign(
+            label=s.label, style=s.method, search_seed=seed, budget=s.x, verifier=s.verifier))
     return pd.concat(frames, ignore_index=True)
 
 
