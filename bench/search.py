@@ -13,11 +13,11 @@ and the PRM scoring cost inside the search. Only ratios measured together mean a
 from __future__ import annotations
 
 import argparse
-import glob
 import sys
 import time
 from pathlib import Path
 
+from ttc_utils.cache import MissingArtifact, cached_only
 from ttc_utils.config import load_config
 from ttc_utils.model_spec import ModelSpec
 from ttc_utils.policy import SamplingParams
@@ -32,14 +32,16 @@ from sampling import find_base_policy  # noqa: E402  (bench/sampling.py, next to
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def find_prm() -> str:
-    """The PRM notebook 02 uses under the default profile, resolved through its cached stages."""
-    if not glob.glob(str(ROOT / "data" / "cache" / "default" / "verifier-prm-*" / "config.json")):
-        raise SystemExit("no trained PRM in data/cache/default: run notebook 02 with the default profile first")
-    cfg = load_config("02_prm_search", {"profile": "default", "data_dir": str(ROOT / "data")})
-    ladder, _ = common.ladder(cfg)
-    labels = prm_search.prm_labels(cfg, common.base_policy(cfg, ladder), progress=False)
-    return prm_search.train_reward_models(cfg, prm_search.verifier_base(cfg, ladder), labels)[0].path
+def find_prm(data_dir: str) -> str:
+    """The PRM notebook 02 uses under the default profile, read from its cached stages (never trained here)."""
+    cfg = load_config("02_prm_search", {"profile": "default", "data_dir": data_dir})
+    try:
+        with cached_only():
+            ladder, _ = common.ladder(cfg)
+            labels = prm_search.prm_labels(cfg, common.base_policy(cfg, ladder), progress=False)
+            return prm_search.train_reward_models(cfg, prm_search.verifier_base(cfg, ladder), labels)[0].path
+    except MissingArtifact as e:
+        raise SystemExit(f"{e}: the default profile's PRM is needed (`make figures`, or pass --prm PATH)") from None
 
 
 class GeneratePath:
@@ -58,6 +60,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--policy", default=None)
     ap.add_argument("--prm", default=None)
+    ap.add_argument("--data-dir", default=str(ROOT / "data"), help="the data_dir whose default-profile cache to read")
     ap.add_argument("--questions", type=int, default=64)
     ap.add_argument("--budget", type=int, default=16)
     ap.add_argument("--batch-size", type=int, default=512)
@@ -66,7 +69,7 @@ def main(argv=None):
     problems = task.problems("test", args.questions, 0)
     policy = load_policy(ModelSpec(args.policy or find_base_policy(), param="--policy").check(),
                          batch_size=args.batch_size, progress=False)
-    prm = load_verifier(ModelSpec(args.prm or find_prm(), backend="auto", param="--prm").check(),
+    prm = load_verifier(ModelSpec(args.prm or find_prm(args.data_dir), backend="auto", param="--prm").check(),
                         batch_size=args.batch_size, progress=False)
     longest = task.max_solution_tokens()
     cfg = SearchConfig("beam", args.budget, min(4, args.budget), max_step_tokens=longest // 8 + 8,

@@ -275,3 +275,18 @@ def test_a_folder_without_config_is_rebuilt(tmp_path):
     (final / "model.safetensors").write_bytes(b"half")
     assert build(cache)[1] is not None
     assert cache.verify_model_dir(final) == [] and (final / "model.safetensors").stat().st_size == 1 << 16
+
+
+def test_cached_only_reads_what_is_cached_and_names_what_is_not(tmp_path):
+    from ttc_utils.cache import MissingArtifact, cached_only
+    cache = Cache(tmp_path)
+    first = cache.chunked("t", {"p": 1}, 2, counting([]))
+    with cached_only():
+        pd.testing.assert_frame_equal(cache.chunked("t", {"p": 1}, 2, counting([])), first)  # cached: read
+        with pytest.raises(MissingArtifact, match="'t' \\(2 of 2 chunks\\) is not in the cache"):
+            cache.chunked("t", {"p": 2}, 2, counting([]))
+        with pytest.raises(MissingArtifact, match="the model 'm' is not in the cache"):
+            with cache.model_dir("m", {"p": 1}):
+                pass
+    assert not cache.folder("t", {"p": 2}).exists() and not cache.folder("m", {"p": 1}).exists()
+    assert len(cache.chunked("t", {"p": 2}, 2, counting([]))) == len(first)  # outside the block: computed

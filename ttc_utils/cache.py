@@ -41,6 +41,29 @@ from .checks import fail
 META = "meta.json"
 
 
+class MissingArtifact(RuntimeError):
+    """Raised inside `cached_only()` where a stage would compute something the cache does not hold."""
+
+
+_CACHED_ONLY = [False]
+
+
+@contextmanager
+def cached_only():
+    """Within this block the cache computes nothing: a stage whose artifact is missing raises `MissingArtifact` naming
+    it and its folder. Benchmarks read what `make figures` cached this way: they measure, never build."""
+    before, _CACHED_ONLY[0] = _CACHED_ONLY[0], True
+    try:
+        yield
+    finally:
+        _CACHED_ONLY[0] = before
+
+
+def _refuse(what: str, folder: Path) -> None:
+    if _CACHED_ONLY[0]:
+        raise MissingArtifact(f"{what} is not in the cache ({folder}); run the notebook that makes it first")
+
+
 class CacheCorruptionWarning(UserWarning):
     """A cached artifact failed its checksum (or could not be read) and is being recomputed."""
 
@@ -258,10 +281,12 @@ class Cache:
         if num_chunks < 1:
             fail("num_chunks", num_chunks, "an int >= 1")
         folder = self.folder(name, params)
-        write_json_atomic({"name": name, "params": params, "num_chunks": num_chunks}, folder / META)
         paths = [folder / f"chunk-{i:05d}.parquet" for i in range(num_chunks)]
         wanted = range(num_chunks) if only is None else sorted(only)
         todo = [i for i in wanted if not _is_present(paths[i])]
+        if todo:
+            _refuse(f"{name!r} ({len(todo)} of {num_chunks} chunks)", folder)
+        write_json_atomic({"name": name, "params": params, "num_chunks": num_chunks}, folder / META)
         for i in tqdm(todo, desc=desc or name, disable=not (todo and progress) or None):
             _write_chunk(compute(i), paths[i])
         return pd.concat([self._load_chunk(paths[i], i, compute) for i in wanted], ignore_index=True)
@@ -336,6 +361,7 @@ class Cache:
         if self._reusable(final):
             yield final, None
             return
+        _refuse(f"the model {name!r}", final)
         final.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{final.name}-"))
         try:
