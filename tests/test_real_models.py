@@ -22,17 +22,21 @@ from ttc_utils.tokenizer import build_tokenizer
 SHARED_MATH500 = Path(__file__).resolve().parents[2] / "shared" / "data" / "math500" / "test.jsonl"
 
 
-@pytest.fixture(scope="module")
-def math500(tmp_path_factory) -> str:
-    """The real MATH-500 file, or (where it is absent) 12 problems in its format."""
+def math500_file(folder: Path) -> str:
+    """The real MATH-500 file, or (where it is absent) 12 problems in its format written into `folder`."""
     if SHARED_MATH500.is_file():
         return str(SHARED_MATH500)
-    path = tmp_path_factory.mktemp("math500") / "test.jsonl"
+    path = folder / "test.jsonl"
     rows = [{"problem": f"What is ${a} + {b}$?", "solution": f"${a} + {b} = \\boxed{{{a + b}}}$.",
              "answer": str(a + b), "subject": "Prealgebra", "level": 1 + a % 5,
              "unique_id": f"test/prealgebra/{a}.json"} for a, b in zip(range(12), range(3, 15))]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def math500(tmp_path_factory) -> str:
+    return math500_file(tmp_path_factory.mktemp("math500"))
 
 
 def tiny_llama(folder: Path, hidden: int, layers: int, specials: tuple[str, ...] = ()) -> str:
@@ -49,11 +53,15 @@ def tiny_llama(folder: Path, hidden: int, layers: int, specials: tuple[str, ...]
     return str(folder)
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("real-models")
+def tiny_models(root: Path) -> dict[str, str]:
+    """A ladder of two tiny Llamas (one 32-wide head each, so vLLM takes them too) and a Math-Shepherd-style PRM."""
     return {"small": tiny_llama(root / "small", 32, 1), "large": tiny_llama(root / "large", 64, 2),
             "prm": tiny_llama(root / "prm", 32, 1, specials=("ки",))}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return tiny_models(tmp_path_factory.mktemp("real-models"))
 
 
 SIZES = {"pool_size": 8, "num_bins": 2, "num_subsets": 5}

@@ -163,3 +163,24 @@ def test_vllm_samples_from_a_ladder_rung_and_its_greedy_samples_equal_transforme
     reference = load_policy(ModelSpec(spec.path, dtype="float32"), progress=False).sample(prompts, greedy, seed=0)
     same = (vllm.sample(prompts, greedy, seed=0).text.to_numpy() == reference.text.to_numpy()).mean()
     assert same >= 0.9  # fp32 on both sides; a near-tie between two tokens may still break another way
+
+
+@needs_vllm
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_notebooks_01_and_02_run_on_math500_through_the_vllm_backend(tmp_path, tmp_path_factory):
+    """The `math500` profile as a GPU user runs it, on CPU: the pool, the ladder per bin and every search setting
+    sample through vLLM (tiny Llamas with one 32-wide head), the open PRM scores through transformers."""
+    import json
+
+    from test_real_models import SEARCH, math500_file, math500_params, tiny_models
+
+    from ttc_utils.run import run_notebook
+    models = tiny_models(tmp_path_factory.mktemp("vllm-models"))
+    data = math500_file(tmp_path_factory.mktemp("math500"))
+    for notebook, kw in (("01_difficulty_bins", {"ladder_samples": 2}), ("02_prm_search", SEARCH)):
+        run_notebook(notebook, "math500", math500_params(notebook, models, data, tmp_path, policy_backend="vllm", **kw),
+                     out_dir=tmp_path, progress=False)
+    curves = json.loads((tmp_path / "figures" / "fig03a_search_methods.json").read_text())["curves"]
+    labels = {c["label"] for c in curves}
+    assert {"majority", "best-of-N weighted", "beam M=2", "DVTS M=2"} <= labels
