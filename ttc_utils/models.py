@@ -66,11 +66,12 @@ def count_params(model: torch.nn.Module, non_embedding: bool = True) -> int:
     return total
 
 
-def params_from_config(path: str, revision: str | None = None) -> int:
-    """Non-embedding parameters of the causal LM at `path`, counted on the meta device (no weights are read)."""
-    config = AutoConfig.from_pretrained(path, revision=revision)
+def params_from_config(path: str, revision: str | None = None, trust_remote_code: bool = False) -> int:
+    """Non-embedding parameters of the causal LM at `path`, counted on the meta device (no weights are read, so a
+    7B model costs nothing here)."""
+    config = AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
     with torch.device("meta"):
-        return count_params(AutoModelForCausalLM.from_config(config))
+        return count_params(AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code))
 
 
 def torch_dtype(dtype: str | None):

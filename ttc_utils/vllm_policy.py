@@ -21,12 +21,16 @@ import os
 
 import pandas as pd
 
+from .models import params_from_config
 from .policy import SAMPLE_COLUMNS, SamplingParams, derive_seed
 
 ENGINE_ENV = "TTC_VLLM_ENGINE"
 
 
 def _vllm():
+    # a notebook shows one bar per stage; the engine's INFO and WARNING lines (dozens per engine start) go to stderr
+    # unless the user asks for them (VLLM_LOGGING_LEVEL=INFO)
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
     try:
         import vllm
     except ImportError as e:
@@ -35,17 +39,6 @@ def _vllm():
     return vllm
 
 
-def _non_embedding_params(path: str, revision: str | None, trust_remote_code: bool) -> int:
-    """Counted on a meta-device copy: no weights are read, so a 7B model costs nothing here."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from .models import count_params
-
-    config = AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
-    return count_params(model)
 
 
 class VLLMPolicy:
@@ -70,7 +63,7 @@ class VLLMPolicy:
         llm = vllm.LLM(model=spec.path, revision=spec.revision, dtype=spec.dtype or "auto",
                        trust_remote_code=spec.trust_remote_code, **options)
         return cls(llm, name=spec.name, progress=progress,
-                   non_embedding_params=_non_embedding_params(spec.path, spec.revision, spec.trust_remote_code))
+                   non_embedding_params=params_from_config(spec.path, spec.revision, spec.trust_remote_code))
 
     def _params(self, params: SamplingParams, seed: int, n_prompts: int, **extra) -> list:
         vllm = _vllm()
