@@ -20,7 +20,7 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer
 
 from .batching import length_batches, right_pad
-from .models import count_params, torch_dtype
+from .models import count_params, params_from_config, torch_dtype
 from .verifier import unique_pairs
 
 QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -70,10 +70,11 @@ def check_open_prm(spec) -> None:
 def open_prm_params(spec) -> int:
     """Non-embedding parameters of the open PRM `spec` names, counted on the meta device from its config (the
     measured FLOPs need them; no weights are read)."""
+    if spec.backend != "qwen_prm":  # a causal LM
+        return params_from_config(spec.path, spec.revision, spec.trust_remote_code)
     config = AutoConfig.from_pretrained(spec.path, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
-    loader = _qwen_loader(spec, config) if spec.backend == "qwen_prm" else AutoModelForCausalLM
     with torch.device("meta"):
-        return count_params(loader.from_config(config, trust_remote_code=spec.trust_remote_code))
+        return count_params(_qwen_loader(spec, config).from_config(config, trust_remote_code=spec.trust_remote_code))
 
 
 class _TaggedPRM:

@@ -115,7 +115,7 @@ def _train(base: ModelSpec, task, problems, traj, cfg: RevisionTrainConfig, out_
     trainer = quiet_trainer(Trainer(model=model, args=args, train_dataset=Corpus(*split[False]),
                                     eval_dataset=Corpus(*split[True]),
                                     data_collator=collate_solution_loss(tokenizer.pad_token_id)),
-                            "training the revision model")
+                            "training the revision model", disable_tqdm)
     t0 = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - t0

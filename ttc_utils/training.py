@@ -159,11 +159,11 @@ class _TrainingBar(TrainerCallback):
     """One progress bar per training run, in place of the Trainer's own bar, its notebook loss table (a row per
     logging step) and its printed log lines: the loss curve is kept (a figure shows it) and the bar says how far."""
 
-    def __init__(self, desc: str):
-        self.desc, self.bar = desc, None
+    def __init__(self, desc: str, disable: bool | None):
+        self.desc, self.disable, self.bar = desc, disable, None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.bar = tqdm(total=state.max_steps, desc=self.desc, leave=False)
+        self.bar = tqdm(total=state.max_steps, desc=self.desc, leave=False, disable=self.disable)
 
     def on_step_end(self, args, state, control, **kwargs):
         self.bar.update(1)
@@ -172,11 +172,11 @@ class _TrainingBar(TrainerCallback):
         self.bar.close()
 
 
-def quiet_trainer(trainer: Trainer, desc: str) -> Trainer:
-    """`trainer` with one progress bar (`desc`) and no tables or log lines of its own."""
+def quiet_trainer(trainer: Trainer, desc: str, disable_tqdm: bool | None = None) -> Trainer:
+    """`trainer` with one progress bar (`desc`; none with `disable_tqdm`) and no tables or log lines of its own."""
     for callback in (PrinterCallback, ProgressCallback, NotebookProgressCallback):
         trainer.remove_callback(callback)
-    trainer.add_callback(_TrainingBar(desc))
+    trainer.add_callback(_TrainingBar(desc, disable_tqdm))
     return trainer
 
 
@@ -205,7 +205,7 @@ def train_policy(size: ModelSize, corpus: tuple[list[list[int]], list[int]], tok
     )
     trainer = quiet_trainer(Trainer(model=model, args=args, train_dataset=Corpus(ids, prompt_lens),
                                     data_collator=collate_solution_loss(tokenizer.pad_token_id), callbacks=[log]),
-                            f"training {size.name}")
+                            f"training {size.name}", disable_tqdm)
     t0 = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - t0

@@ -221,7 +221,7 @@ def _train(base, labels, steps, targets, kind, cfg, out_dir, disable_tqdm):
         Trainer(model=model, args=args, train_dataset=_Steps(items[False]), eval_dataset=_Steps(items[True]),
                 data_collator=_collate(tokenizer.pad_token_id), compute_loss_func=soft_bce,
                 callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience)]),
-        f"fine-tuning the {kind.upper()}")
+        f"fine-tuning the {kind.upper()}", disable_tqdm)
     t0 = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - t0

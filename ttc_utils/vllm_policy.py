@@ -39,8 +39,6 @@ def _vllm():
     return vllm
 
 
-
-
 class VLLMPolicy:
     def __init__(self, llm, name: str = "policy", non_embedding_params: int = 0, progress: bool = False):
         self.llm, self.name, self.non_embedding_params, self.progress = llm, name, non_embedding_params, progress

@@ -237,6 +237,6 @@ def ladder_search_rows(cfg, ladder: pd.DataFrame, search: dict) -> pd.DataFrame:
                                         "best-of-N weighted", c.aggregation, search["bins"]).assign(rung=rung.name))
         for n, s in sorted(beam.items()):
             runs = run_search(c.cache(), spec, prm, task, problems, s.search, derive_seed(c.seed, "search", 0) % 2**31)
-            frames.append(search_results(runs.drop(columns=["candidates", "answers", "scores", "subtrees"]).assign(
+            frames.append(search_results(runs.drop(columns=prm_search.RUN_DETAILS).assign(
                 label=s.label, style=s.method, search_seed=0, budget=n), search["bins"]).assign(rung=rung.name))
     return pd.concat(frames, ignore_index=True)

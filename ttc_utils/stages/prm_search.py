@@ -154,6 +154,10 @@ def likelihood_pool(cfg, policy: ModelSpec, pool: pd.DataFrame) -> pd.DataFrame:
                       on=["qid", "sample_index"])
 
 
+# per-candidate columns of a search run: the results table keeps one row per question, without them
+RUN_DETAILS = ["candidates", "answers", "scores", "subtrees"]
+
+
 @dataclass(frozen=True)
 class Setting:
     label: str  # legend entry, e.g. "beam M=4"
@@ -226,7 +230,7 @@ def run_search_plan(cfg, policy: ModelSpec, verifiers: dict[str, ModelSpec], set
     for s, seed in tqdm(runs, desc=f"search ({len(problems)} questions)", disable=not progress or None):
         r = run_search(cfg.cache(), policy, verifiers[s.verifier], task, problems, s.search,
                        derive_seed(cfg.seed, "search", seed) % 2**31, progress=False)
-        frames.append(r.drop(columns=["candidates", "answers", "scores", "subtrees"]).assign(
+        frames.append(r.drop(columns=RUN_DETAILS).assign(
             label=s.label, style=s.method, search_seed=seed, budget=s.x, verifier=s.verifier))
     return pd.concat(frames, ignore_index=True)
 
