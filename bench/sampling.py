@@ -4,36 +4,38 @@ Both run in the same process, on the same base policy and prompts, side by side 
 so only ratios measured together mean anything). Also prints a matmul-bound estimate of tokens/s for the
 model's shapes, measured in the same run.
 
-    python bench/sampling.py                       # the default profile's base policy (falls back to smoke)
+    python bench/sampling.py                       # the default profile's base policy, as `make figures` cached it
     python bench/sampling.py --policy PATH --questions 64 --n 16 --naive 32
 """
 from __future__ import annotations
 
 import argparse
-import glob
-import json
 import time
 from pathlib import Path
 
 import torch
 
+from ttc_utils.cache import MissingArtifact, cached_only
+from ttc_utils.config import load_config
 from ttc_utils.model_spec import ModelSpec
 from ttc_utils.models import load_causal_lm
 from ttc_utils.policy import SamplingParams
 from ttc_utils.registry import load_policy
+from ttc_utils.stages import common
 from ttc_utils.tasks.arithmetic import ArithmeticTask
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def find_base_policy() -> str:
-    for profile in ("default", "smoke"):
-        rungs = [Path(p) for p in glob.glob(str(ROOT / "data" / "cache" / profile / "policy-*"))
-                 if (Path(p) / "train_record.json").exists()]
-        if rungs:
-            return str(min(rungs, key=lambda p: json.loads((p / "train_record.json").read_text())
-                           ["non_embedding_params"]))
-    raise SystemExit("no trained policy in data/cache/: run `make figures` (or the smoke profile) first")
+def find_base_policy(data_dir: str | Path = ROOT / "data") -> str:
+    """The base policy the default profile's notebooks sample from, read from its cached ladder (never trained here)."""
+    cfg = load_config("01_difficulty_bins", {"profile": "default", "data_dir": str(data_dir)})
+    try:
+        with cached_only():
+            ladder, _ = common.ladder(cfg)
+    except MissingArtifact as e:
+        raise SystemExit(f"{e}: the default profile's ladder is needed (`make figures`, or --policy PATH)") from None
+    return common.base_policy(cfg, ladder).path
 
 
 def naive_loop(model, tok, prompts: list[str], max_new_tokens: int, temperature: float):
@@ -65,6 +67,7 @@ def matmul_bound(model, seconds: float = 2.0) -> tuple[float, float]:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--policy", default=None, help="model folder (default: the base policy in data/cache)")
+    ap.add_argument("--data-dir", default=str(ROOT / "data"), help="the data_dir whose default-profile cache to read")
     ap.add_argument("--questions", type=int, default=64)
     ap.add_argument("--n", type=int, default=16, help="samples per question for the batched sampler")
     ap.add_argument("--naive", type=int, default=32, help="samples drawn by the naive loop")
@@ -72,7 +75,7 @@ def main():
     ap.add_argument("--max-new-tokens", type=int, default=ArithmeticTask().max_solution_tokens() + 1,
                     help="default: the world's longest correct solution, as the notebooks use")
     args = ap.parse_args()
-    path = args.policy or find_base_policy()
+    path = args.policy or find_base_policy(args.data_dir)
     torch.set_num_threads(torch.get_num_threads())
     task = ArithmeticTask()
     prompts = [task.prompt(p) for p in task.problems("test", args.questions, seed=0)]

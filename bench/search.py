@@ -67,7 +67,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     task = ArithmeticTask()
     problems = task.problems("test", args.questions, 0)
-    policy = load_policy(ModelSpec(args.policy or find_base_policy(), param="--policy").check(),
+    policy = load_policy(ModelSpec(args.policy or find_base_policy(args.data_dir), param="--policy").check(),
                          batch_size=args.batch_size, progress=False)
     prm = load_verifier(ModelSpec(args.prm or find_prm(args.data_dir), backend="auto", param="--prm").check(),
                         batch_size=args.batch_size, progress=False)

@@ -1,12 +1,13 @@
 """Benchmark: the vLLM backend against the suite's transformers sampler, side by side in one run, on one model.
 
-The suite's own ladder has 16-wide attention heads, which vLLM's CPU attention does not take, so by default this builds
-a Llama of the base rung's shape with 32-wide heads and random weights (tokens/s depends on shapes, not on weights) on
-the world's tokenizer. Every completion runs to `--tokens` new tokens (eos is ignored by both), so both sample exactly
-the same number of tokens. Run it in the vLLM environment:
+By default it reads the default profile's base policy from what `make figures` cached (vLLM reads it through an exact
+copy with 32-wide heads, `ttc_utils.head_padding`, since its CPU attention does not take the ladder's 16-wide ones);
+completions then end at the policy's eos, and tokens/s counts the tokens each backend sampled. `--random` builds a
+Llama of the base rung's shape with random weights instead (tokens/s depends on shapes, not on weights), whose
+completions all run to `--tokens`. Run it in the vLLM environment:
 
     make test-vllm                                     # builds .venv-vllm once
-    .venv-vllm/bin/python bench/vllm_sampling.py       # or --policy PATH for a model with heads of 32 or more
+    .venv-vllm/bin/python bench/vllm_sampling.py       # or --policy PATH, or --random
 
 On a GPU, with a real model on MATH-500 (what `bench/gpu_check.sh` runs; completions then end at the model's eos):
 
@@ -15,8 +16,10 @@ On a GPU, with a real model on MATH-500 (what `bench/gpu_check.sh` runs; complet
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -29,12 +32,15 @@ from ttc_utils.tasks.arithmetic import ArithmeticTask
 from ttc_utils.tokenizer import build_tokenizer
 from ttc_utils.world import WorldConfig
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sampling import ROOT, find_base_policy  # noqa: E402  (bench/sampling.py, next to this file)
 
-def build_model(folder: str, hidden: int, layers: int) -> str:
+
+def random_model(folder: str, hidden: int, layers: int) -> str:
     torch.manual_seed(0)
     tokenizer = build_tokenizer()
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=4 * hidden,
-                         num_hidden_layers=layers, num_attention_heads=hidden // 32, num_key_value_heads=hidden // 32,
+                         num_hidden_layers=layers, num_attention_heads=hidden // 16, num_key_value_heads=hidden // 16,
                          max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.vocab_size + 10,  # no token: every completion runs to the cap
                          pad_token_id=tokenizer.pad_token_id)
@@ -51,7 +57,9 @@ def timed(policy, prompts, params, seed=0) -> tuple[float, int]:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--policy", help="a model folder with attention heads of 32 or more (default: built here)")
+    ap.add_argument("--policy", help="a model folder or hub id (default: the default profile's base policy)")
+    ap.add_argument("--random", action="store_true", help="a random Llama of --hidden x --layers built here")
+    ap.add_argument("--data-dir", default=str(ROOT / "data"), help="the data_dir whose default-profile cache to read")
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--questions", type=int, default=64)
@@ -63,7 +71,8 @@ def main():
     ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        path = args.policy or build_model(tmp, args.hidden, args.layers)
+        path = (random_model(tmp, args.hidden, args.layers) if args.random
+                else args.policy or find_base_policy(args.data_dir))
         task = (ArithmeticTask(WorldConfig()) if args.task == "arithmetic"
                 else get_task("math", path=args.task_path, prompt_style="chatml"))
         prompts = [task.prompt(p) for p in task.problems("test", args.questions, seed=0)]

