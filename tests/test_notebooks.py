@@ -116,6 +116,45 @@ def test_02_prm_search_smoke(tmp_path):
     assert {c["label"] for c in fig3["flops_curves"]} == labels
 
 
+SAMPLED_BY_SHARDS = ("scores-", "search-")  # the cache folders notebook 02's shards write
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_02_shards_sample_the_pool_scores_and_search_of_one_run(tmp_path):
+    """Two shards of notebook 02, each on its own copy of notebooks 00-01's cache, write disjoint chunks that merge
+    into exactly the pool scores and search chunks of the unsharded run; in the notebook itself a shard is an error."""
+    import shutil
+
+    from ttc_utils.cache import Cache
+    smoke = load_config("02_prm_search", {"profile": "smoke"}).cache().root
+    if not any(smoke.glob("search-*")):
+        run_notebook("02_prm_search", "smoke", out_dir=tmp_path, progress=False)
+    written = {}
+    for s in range(2):
+        root = tmp_path / f"shard{s}"
+        shutil.copytree(smoke, root / "cache" / "smoke",
+                        ignore=lambda _, names: [n for n in names if n.startswith(("prm-", "verifier-", "results-",
+                                                                                   *SAMPLED_BY_SHARDS))])
+        assert run_notebook("02_prm_search", "smoke", {"shard": s, "num_shards": 2, "data_dir": str(root)},
+                            progress=False) is None
+        written[s] = {str(p.relative_to(root / "cache" / "smoke")) for p in (root / "cache" / "smoke").glob("*/chunk-*")
+                      if p.parent.name.startswith(SAMPLED_BY_SHARDS)}
+    assert written[0] and written[1] and not written[0] & written[1]
+    merged = Cache(tmp_path / "merged")
+    merged.merge_from([tmp_path / "shard0" / "cache" / "smoke", tmp_path / "shard1" / "cache" / "smoke"])
+    got = {str(p.relative_to(merged.root)): p.read_bytes() for p in merged.root.glob("*/chunk-*")
+           if p.parent.name.startswith(SAMPLED_BY_SHARDS)}
+    assert written[0] | written[1] == set(got)
+    assert {k.split("/")[0].rsplit("-", 1)[0] for k in got} >= {"scores-prm", "scores-orm", "search-beam-N4-M2-k0"}
+    for folder in {k.split("/")[0] for k in got}:  # every chunk of each run, byte for byte the unsharded run's
+        want = {str(p.relative_to(smoke)): p.read_bytes() for p in (smoke / folder).glob("chunk-*")}
+        assert want == {k: v for k, v in got.items() if k.startswith(folder + "/")}
+    with pytest.raises(pm.PapermillExecutionError, match="num_shards"):
+        plain_papermill("02_prm_search", tmp_path, {"profile": "smoke", "shard": 1, "num_shards": 2,
+                                                    "data_dir": str(tmp_path / "shard1")})
+
+
 @pytest.mark.notebook
 @pytest.mark.slow
 def test_an_injected_name_that_is_no_parameter_fails_in_the_config_cell(tmp_path):

@@ -100,3 +100,17 @@ def test_killed_pool_sampling_resumes_losing_at_most_one_chunk(tmp_path, tiny_po
     after = {p.name: p.stat().st_mtime_ns for p in chunks()}
     assert len(after) == 12
     assert all(after[name] == t for name, t in before.items())  # finished chunks were not recomputed
+
+
+def test_shard_chunks_deal_every_chunk_of_every_job_to_exactly_one_shard():
+    from ttc_utils.sampling import shard_chunks
+    counts = [1, 1, 4, 1, 3]
+    assert shard_chunks(counts, 0, 1) == [None] * 5
+    shares = [shard_chunks(counts, s, 3) for s in range(3)]
+    for job, n in enumerate(counts):
+        owned = sorted(i for share in shares for i in share[job])
+        assert owned == list(range(n))  # each chunk once
+    assert [sum(map(len, share)) for share in shares] == [4, 3, 3]  # dealt in turn: 10 chunks over 3 shards
+    assert shares[0][2] == [1] and shares[1][2] == [2] and shares[2][2] == [0, 3]
+    with pytest.raises(ValueError, match="shard"):
+        shard_chunks(counts, 3, 3)

@@ -193,7 +193,8 @@ def test_a_ladder_rungs_log_probs_under_vllm_equal_transformers(ladder_rung):
 @pytest.mark.slow
 def test_notebooks_01_and_02_run_on_math500_through_the_vllm_backend(tmp_path, tmp_path_factory):
     """The `math500` profile as a GPU user runs it, on CPU: the pool, the ladder per bin and every search setting
-    sample through vLLM (tiny Llamas with one 32-wide head), the open PRM scores through transformers."""
+    sample through vLLM (tiny Llamas with one 32-wide head), the open PRM scores through transformers. Notebook 02's
+    sampling runs first as two shards into the same cache; the notebook then samples nothing."""
     import json
 
     from test_real_models import SEARCH, math500_file, math500_params, tiny_models
@@ -201,9 +202,19 @@ def test_notebooks_01_and_02_run_on_math500_through_the_vllm_backend(tmp_path, t
     from ttc_utils.run import run_notebook
     models = tiny_models(tmp_path_factory.mktemp("vllm-models"))
     data = math500_file(tmp_path_factory.mktemp("math500"))
-    for notebook, kw in (("01_difficulty_bins", {"ladder_samples": 2}), ("02_prm_search", SEARCH)):
-        run_notebook(notebook, "math500", math500_params(notebook, models, data, tmp_path, policy_backend="vllm", **kw),
-                     out_dir=tmp_path, progress=False)
+
+    def params(notebook, **kw):
+        return math500_params(notebook, models, data, tmp_path, policy_backend="vllm", **kw)
+
+    run_notebook("01_difficulty_bins", "math500", params("01_difficulty_bins", ladder_samples=2), out_dir=tmp_path,
+                 progress=False)
+    for shard in range(2):
+        assert run_notebook("02_prm_search", "math500", params("02_prm_search", shard=shard, num_shards=2, **SEARCH),
+                            progress=False) is None
+    sampled = {p: p.stat().st_mtime_ns for p in (tmp_path / "data").glob("cache/math500/s*-*/chunk-*")}
+    assert any("search-" in str(p) for p in sampled) and any("scores-prm" in str(p) for p in sampled)
+    run_notebook("02_prm_search", "math500", params("02_prm_search", **SEARCH), out_dir=tmp_path, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "data").glob("cache/math500/s*-*/chunk-*")} == sampled
     curves = json.loads((tmp_path / "figures" / "fig03a_search_methods.json").read_text())["curves"]
     labels = {c["label"] for c in curves}
     assert {"majority", "best-of-N weighted", "beam M=2", "DVTS M=2"} <= labels

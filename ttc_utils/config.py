@@ -281,7 +281,7 @@ class LadderEvalSection:
 
 @dataclass(frozen=True)
 class ShardSection:
-    """Sharding the pool's sampling over separate jobs (notebook 01)."""
+    """Sharding sampling over separate jobs: the pool (notebook 01), the pool scores and the search (notebook 02)."""
     shard: int = 0  # which question shard this run samples, from 0 to num_shards - 1
     num_shards: int = 1  # shards run as separate jobs; merge their caches, then rerun with 1
 
@@ -604,10 +604,9 @@ class PoolNotebookConfig(NotebookConfig, RunSection, TaskSection, WorldSection, 
 
 @dataclass(frozen=True, repr=False)
 class PrmSearchNotebookConfig(NotebookConfig, RunSection, TaskSection, WorldSection, LadderSection, TestSection,
-                          SamplingSection, PoolSection, PrmSection, SearchSection):
-    """Parameters of notebooks/02_prm_search.ipynb (PRM/ORM from Monte Carlo rollouts, search scaling)."""
-
-    shard, num_shards = 0, 1  # not parameters: the pool is read whole here (notebook 01 shards its sampling)
+                          SamplingSection, PoolSection, PrmSection, SearchSection, ShardSection):
+    """Parameters of notebooks/02_prm_search.ipynb (PRM/ORM from Monte Carlo rollouts, search scaling). A shard
+    (num_shards > 1) only samples, through `python -m ttc_utils.run` (`prm_search.sample_shard`), and draws nothing."""
 
 
 @dataclass(frozen=True, repr=False)

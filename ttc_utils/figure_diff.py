@@ -40,13 +40,14 @@ def differences(a, b, where: str = "") -> list[str]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("rev", nargs="?", default="HEAD", help="git revision to compare with (default HEAD)")
-    ap.add_argument("--dir", default="figures", help="figures folder, relative to the repository root")
+    ap.add_argument("--dir", default="figures", help="figures folder, relative to the repository root; a folder "
+                    "outside it (a run with figures_dir=...) is compared with the revision's figures/")
     args = ap.parse_args(argv)
     root = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True,
                                check=True).stdout.strip())
     changed = 0
     for path in sorted((root / args.dir).glob("*.json")):
-        rel = path.relative_to(root).as_posix()
+        rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else f"figures/{path.name}"
         old = subprocess.run(["git", "show", f"{args.rev}:{rel}"], cwd=root, capture_output=True, text=True)
         if old.returncode:
             print(f"{rel}: not in {args.rev}")

@@ -11,10 +11,14 @@ resolves everything else (`config.load_config`). Override names are checked agai
 here too, so a bad value fails in a second instead of after a kernel start. A failing notebook is reported
 in one line naming the cell and the error; the full log is its executed copy, in
 `notebooks/executed/<profile>/` (git-ignored).
+
+A shard of notebook 02 (`-p shard=I -p num_shards=K`) is not executed as a notebook: it only samples its share of the
+pool scores and the search (`stages.prm_search.sample_shard`), since a shard's mix of settings has nothing to draw.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from pathlib import Path
@@ -45,9 +49,25 @@ def notebook_names(notebooks_dir: Path | None = None) -> list[str]:
     return sorted(p.stem for p in Path(notebooks_dir or NOTEBOOKS_DIR).glob("[0-9][0-9]_*.ipynb"))
 
 
+# Notebooks whose shards only sample (a shard's settings are a mix, so it has nothing to draw): the runner calls the
+# stage that samples a shard's share instead of executing the notebook.
+SAMPLE_ONLY_SHARDS = {"02_prm_search": "ttc_utils.stages.prm_search"}
+
+
+def run_shard(name: str, cfg, progress: bool = True) -> None:
+    """One shard's sampling of notebook `name` (its module's `sample_shard`) into the shard's cache."""
+    t0 = time.perf_counter()
+    counts = importlib.import_module(SAMPLE_ONLY_SHARDS[name]).sample_shard(cfg, progress=progress)
+    done = ", ".join(f"{v:,} {k}" for k, v in counts.items())
+    print(f"{name} ({cfg.profile}) shard {cfg.shard} of {cfg.num_shards}: {done} in {time.perf_counter() - t0:.0f} s "
+          f"-> {cfg.cache().root}; merge the shards' caches (python -m ttc_utils.cache merge), then run with "
+          f"num_shards=1", flush=True)
+
+
 def run_notebook(name: str, profile: str, overrides: dict | None = None, out_dir: Path | None = None,
-                 progress: bool = True, notebooks_dir: Path | None = None) -> Path:
-    """Execute one notebook under `profile` (plus `overrides`); returns the executed copy.
+                 progress: bool = True, notebooks_dir: Path | None = None) -> Path | None:
+    """Execute one notebook under `profile` (plus `overrides`); returns the executed copy (None for a shard that only
+    samples, `SAMPLE_ONLY_SHARDS`).
 
     Raises ValueError for an unknown notebook, profile or parameter name or a bad value (before running),
     and NotebookFailed when a cell raises.
@@ -65,7 +85,9 @@ def run_notebook(name: str, profile: str, overrides: dict | None = None, out_dir
                          f"{sorted(declared)}")
     params = {**overrides, "profile": profile}
     if name in NOTEBOOK_CONFIGS:
-        load_config(name, params)  # the notebook's own config cell does the same, after a kernel start
+        cfg = load_config(name, params)  # the notebook's own config cell does the same, after a kernel start
+        if name in SAMPLE_ONLY_SHARDS and cfg.num_shards > 1:
+            return run_shard(name, cfg, progress)
     out_dir = Path(out_dir or notebooks_dir / "executed" / profile)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{name}.ipynb"

@@ -27,6 +27,20 @@ def check_shard(shard, num_shards) -> None:
     check(is_int(shard) and 0 <= shard < num_shards, "shard", shard, f"an int in [0, num_shards={num_shards})")
 
 
+def shard_chunks(counts: list[int], shard: int, num_shards: int) -> list[list[int] | None]:
+    """For jobs of `counts[j]` cached chunks each, the chunks of each job that shard `shard` computes (all of them,
+    None, when unsharded). The jobs' chunks are dealt in order, one to each shard in turn, so shards get about equal
+    shares of every kind of job (a notebook's cheap and costly settings alike)."""
+    check_shard(shard, num_shards)
+    if num_shards == 1:
+        return [None] * len(counts)
+    out, k = [], 0
+    for n in counts:
+        out.append([i for i in range(n) if (k + i) % num_shards == shard])
+        k += n
+    return out
+
+
 def sample_problems(cache: Cache, policy, task, problems: list, params: SamplingParams, seed: int,
                     questions_per_chunk: int = 64, batch_size: int = 512, name: str = "samples",
                     progress: bool = True, shard: int = 0, num_shards: int = 1) -> pd.DataFrame:

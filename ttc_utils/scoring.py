@@ -26,12 +26,19 @@ def _chunks_of(problems: list, samples: pd.DataFrame, questions_per_chunk: int):
     return by_qid, question_chunks(qids, questions_per_chunk), samples_key
 
 
+def score_chunks(problems: list, samples: pd.DataFrame, questions_per_chunk: int = 64) -> int:
+    """How many cached chunks `score_solutions` cuts `samples` into."""
+    return len(_chunks_of(problems, samples, questions_per_chunk)[1])
+
+
 def score_solutions(cache: Cache, verifier, task, problems: list, samples: pd.DataFrame, name: str = "scores",
-                    questions_per_chunk: int = 64, batch_size: int = 512, progress: bool = True) -> pd.DataFrame:
+                    questions_per_chunk: int = 64, batch_size: int = 512, progress: bool = True,
+                    only: list[int] | None = None) -> pd.DataFrame:
     """Per sample of `samples` (qid, sample_index, text): step_scores and every aggregation (last, min,
     prod), plus the verifier tokens spent on it. `verifier` is a `ModelSpec`. Cached in chunks of questions.
     The verifier reads each sample after its question's prompt, or after its own `prompt` where `samples` has that
-    column (a revision's previous attempts)."""
+    column (a revision's previous attempts). With `only`, just those chunks are scored and returned (a shard's share).
+    """
     by_qid, chunks, samples_key = _chunks_of(problems, samples, questions_per_chunk)
     own = "prompt" in samples
     key = {"verifier": verifier.key(), "task": task.key, "samples": samples_key,
@@ -52,7 +59,7 @@ def score_solutions(cache: Cache, verifier, task, problems: list, samples: pd.Da
         return out
 
     return cache.chunked(name, key, len(chunks), compute, desc=f"{name} ({samples.qid.nunique()} questions)",
-                         progress=progress)
+                         progress=progress, only=only)
 
 
 def policy_logprobs(cache: Cache, policy, task, problems: list, samples: pd.DataFrame,

@@ -208,15 +208,28 @@ def _record(task, q: _Question, cfg: SearchConfig, seed: int) -> dict:
             "subtrees": [b.subtree for b in q.finished], **q.costs, "generations": cfg.generations}
 
 
+SEQUENCES_PER_CHUNK = 8192
+
+
+def questions_per_chunk(cfg: SearchConfig, sequences_per_chunk: int = SEQUENCES_PER_CHUNK) -> int:
+    return max(1, sequences_per_chunk // cfg.num_beams)
+
+
+def search_chunks(problems: list, cfg: SearchConfig, sequences_per_chunk: int = SEQUENCES_PER_CHUNK) -> list[list]:
+    """The questions of `run_search` cut into its cached chunks (about `sequences_per_chunk` beams each)."""
+    per_chunk = questions_per_chunk(cfg, sequences_per_chunk)
+    return [problems[i:i + per_chunk] for i in range(0, len(problems), per_chunk)]
+
+
 def run_search(cache: Cache, policy, verifier, task, problems: list, cfg: SearchConfig, seed: int,
-               sequences_per_chunk: int = 8192, batch_size: int = 512, progress: bool = True) -> pd.DataFrame:
+               sequences_per_chunk: int = SEQUENCES_PER_CHUNK, batch_size: int = 512, progress: bool = True,
+               only: list[int] | None = None) -> pd.DataFrame:
     """`search` on every problem with the `ModelSpec`s `policy` and `verifier`, cached in chunks of questions
     (about `sequences_per_chunk` beams each), so a killed run resumes at the last unfinished chunk. One row per
     question: correct (best-of-N weighted over the finished candidates), candidates, answers, scores,
     policy_tokens, prefill_tokens, verifier_tokens, verifier_calls, step_samples, rollout_steps, rounds,
-    generations."""
-    per_chunk = max(1, sequences_per_chunk // cfg.num_beams)
-    chunks = [problems[i:i + per_chunk] for i in range(0, len(problems), per_chunk)]
+    generations. With `only`, just those chunks are searched and returned (a shard's share, `sampling.shard_chunks`)."""
+    chunks, per_chunk = search_chunks(problems, cfg, sequences_per_chunk), questions_per_chunk(cfg, sequences_per_chunk)
     key = {"policy": policy.key(), "verifier": verifier.key(), "task": task.key, "search": asdict(cfg),
            "questions": content_key([p.qid for p in problems]), "seed": seed, "per_chunk": per_chunk,
            "batch_size": batch_size}
@@ -229,4 +242,4 @@ def run_search(cache: Cache, policy, verifier, task, problems: list, cfg: Search
                                             lookahead=cfg.lookahead, aggregation=cfg.aggregation, seed=seed)
 
     name = f"search-{cfg.method}-N{cfg.num_beams}-M{cfg.beam_width}-k{cfg.lookahead}"
-    return cache.chunked(name, key, len(chunks), compute, progress=progress)
+    return cache.chunked(name, key, len(chunks), compute, progress=progress, only=only)

@@ -8,6 +8,9 @@ results table that every curve and finding of the notebook is read from.
 
 With `prm_path` (an open PRM, e.g. on MATH-500) nothing is trained: `prm_labels` is None, `reward_models` holds the
 open PRM alone as "prm", and the settings, curves and claims that need the ORM or the same-size PRM are left out.
+
+On a cluster, `sample_shard` is one batch job's share of the pool scoring and the search (`num_shards` > 1,
+`python -m ttc_utils.run` calls it); the shards' merged caches make the unsharded notebook sample nothing.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from dataclasses import dataclass, replace
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ..cache import cached_only
 from ..checks import is_power_of_two
 from ..findings import Arm, Claim
 from ..labels import mc_labels
@@ -25,8 +29,9 @@ from ..models import params_from_config
 from ..open_prm import is_open_prm, open_prm_params
 from ..policy import SamplingParams, derive_seed
 from ..results import search_results, selection_results
-from ..scoring import policy_logprobs, score_solutions
-from ..search import SearchConfig, run_search
+from ..sampling import shard_chunks
+from ..scoring import policy_logprobs, score_chunks, score_solutions
+from ..search import SearchConfig, run_search, search_chunks
 from ..verifier_training import VerifierTrainConfig, train_record, train_verifier
 from . import common
 from . import pool as pool_stages
@@ -110,14 +115,19 @@ def verifier_record(name: str, verifier: ModelSpec) -> dict:
 POOL_SCORES = {"prm": "scores-prm", "orm": "scores-orm", "same-size": "scores-prm-rung0"}  # cache names
 
 
-def score_pools(cfg, verifiers: dict[str, ModelSpec], pool: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Verifier name -> the pool scored by it (`score_pool`)."""
-    return {name: score_pool(cfg, v, pool, POOL_SCORES[name]) for name, v in verifiers.items()}
+def score_pools(cfg, verifiers: dict[str, ModelSpec], pool: pd.DataFrame, shard: int = 0,
+                num_shards: int = 1) -> dict[str, pd.DataFrame]:
+    """Verifier name -> the pool scored by it (`score_pool`); with `num_shards` > 1 the scored part of the pool that
+    shard `shard` owns (`sampling.shard_chunks` over every verifier's chunks)."""
+    counts = [score_chunks(common.test_questions(cfg), pool)] * len(verifiers)
+    return {name: score_pool(cfg, v, pool, POOL_SCORES[name], only=only)
+            for (name, v), only in zip(verifiers.items(), shard_chunks(counts, shard, num_shards)) if only != []}
 
 
-def score_pool(cfg, verifier: ModelSpec, pool: pd.DataFrame, name: str) -> pd.DataFrame:
+def score_pool(cfg, verifier: ModelSpec, pool: pd.DataFrame, name: str, only: list[int] | None = None) -> pd.DataFrame:
     """The pool with the verifier's step scores and every aggregation (last, min, prod) attached."""
-    scores = score_solutions(cfg.cache(), verifier, common.task(cfg), common.test_questions(cfg), pool, name=name)
+    scores = score_solutions(cfg.cache(), verifier, common.task(cfg), common.test_questions(cfg), pool, name=name,
+                             only=only)
     return pool.merge(scores, on=["qid", "sample_index"], validate="one_to_one")
 
 
@@ -220,19 +230,40 @@ def search_subset(cfg) -> list:
 
 
 def run_search_plan(cfg, policy: ModelSpec, verifiers: dict[str, ModelSpec], settings: list[Setting],
-                    progress: bool = True) -> pd.DataFrame:
+                    progress: bool = True, shard: int = 0, num_shards: int = 1) -> pd.DataFrame:
     """Run every setting for every seed on the search subset against its verifier (`verifiers`: "prm",
     "same-size"); one row per (setting, seed, question) with correct, the measured costs and the x position
-    `budget` (the paper's count of generations)."""
+    `budget` (the paper's count of generations). With `num_shards` > 1, only the search chunks shard `shard` owns
+    (`sampling.shard_chunks` over every run's chunks) are run and returned."""
     problems, task = search_subset(cfg), common.task(cfg)
     frames = []
     runs = [(s, seed) for s in settings for seed in range(cfg.search_seeds)]
-    for s, seed in tqdm(runs, desc=f"search ({len(problems)} questions)", disable=not progress or None):
+    owned = shard_chunks([len(search_chunks(problems, s.search)) for s, _ in runs], shard, num_shards)
+    runs = [(s, seed, only) for (s, seed), only in zip(runs, owned) if only != []]
+    for s, seed, only in tqdm(runs, desc=f"search ({len(problems)} questions)", disable=not progress or None):
         r = run_search(cfg.cache(), policy, verifiers[s.verifier], task, problems, s.search,
-                       derive_seed(cfg.seed, "search", seed) % 2**31, progress=False)
+                       derive_seed(cfg.seed, "search", seed) % 2**31, progress=False, only=only)
         frames.append(r.drop(columns=RUN_DETAILS).assign(
             label=s.label, style=s.method, search_seed=seed, budget=s.x, verifier=s.verifier))
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def sample_shard(cfg, progress: bool = True) -> dict[str, int]:
+    """One batch job's share of the notebook's sampling (`cfg.shard` of `cfg.num_shards`): its chunks of the pool
+    scores and of every search run, written to its cache. The ladder and the pool come from notebooks 00-01's cache
+    (merged first when they were sharded too). Every shard computes the same labels and verifiers (deterministic; on
+    real models the open PRM is loaded); the ablations, results and figures are left to the unsharded run on the
+    merged caches."""
+    plan = search_plan(cfg)
+    whole = type(cfg).from_params({**cfg.as_dict(), "shard": 0, "num_shards": 1})  # the pool is read whole
+    with cached_only():
+        ladder, _ = common.ladder(cfg)
+        pool = pool_stages.sample_pool(whole, ladder, progress=False)
+    policy = common.base_policy(cfg, ladder)
+    verifiers = reward_models(cfg, verifier_base(cfg, ladder), policy, prm_labels(cfg, policy, progress=progress))
+    scored = score_pools(cfg, verifiers, pool, cfg.shard, cfg.num_shards)
+    runs = run_search_plan(cfg, policy, verifiers, plan, progress, cfg.shard, cfg.num_shards)
+    return {"scored samples": sum(len(f) for f in scored.values()), "search rows": len(runs)}
 
 
 def results(cfg, pool: pd.DataFrame, pools: dict[str, pd.DataFrame], runs: pd.DataFrame, bins: pd.DataFrame,
