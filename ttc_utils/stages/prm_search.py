@@ -21,7 +21,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..cache import cached_only
-from ..checks import is_power_of_two
+from ..checks import check, is_power_of_two
 from ..findings import Arm, Claim
 from ..labels import mc_labels
 from ..model_spec import ModelSpec
@@ -246,6 +246,12 @@ def run_search_plan(cfg, policy: ModelSpec, verifiers: dict[str, ModelSpec], set
         frames.append(r.drop(columns=RUN_DETAILS).assign(
             label=s.label, style=s.method, search_seed=seed, budget=s.x, verifier=s.verifier))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def check_unsharded(cfg) -> None:
+    """The notebook runs unsharded: a shard only samples (`sample_shard`, called by `python -m ttc_utils.run`)."""
+    check(cfg.num_shards == 1, "num_shards", cfg.num_shards,
+          "1 in the notebook: a shard of it only samples, run by `python -m ttc_utils.run ... -p num_shards=K`")
 
 
 def sample_shard(cfg, progress: bool = True) -> dict[str, int]:
