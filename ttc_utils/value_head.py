@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from .batching import left_pad, length_batches, right_pad
-from .models import count_params, torch_dtype
+from .models import cache_kwargs, count_params, output_cache, torch_dtype
 from .verifier import encode_steps, unique_pairs
 
 # the verifier recipes: this value head, or the fine-tuned backbone (`token_verifier`)
@@ -149,11 +149,11 @@ def shared_step_features(lm, tokenizer, prompts: list[str], steps: list[list[str
             sx, smask = right_pad([s or [pad] for s in suffixes], pad)
             for k, s in enumerate(suffixes):
                 smask[k, len(s):] = 0
-            cache = o.cache if hasattr(o, "cache") else o.past_key_values
+            cache = output_cache(o)
             cache.batch_select_indices(expand.to(device))
             spos = pos[expand, -1:] + 1 + torch.arange(sx.shape[1])
             so = lm(input_ids=sx.to(device), attention_mask=torch.cat([mask[expand], smask], 1).to(device),
-                    position_ids=spos.to(device), cache=cache, use_cache=True, output_hidden_states=True)
+                    position_ids=spos.to(device), use_cache=True, output_hidden_states=True, **cache_kwargs(lm, cache))
             s_hidden = so.hidden_states[-1].float().cpu()
             s_logp = torch.log_softmax(so.logits.float(), -1).cpu()
         for k, (r, i) in enumerate(rows):
