@@ -65,7 +65,7 @@ def sample_problems(cache: Cache, policy, task, problems: list, params: Sampling
         df = model.get().sample([task.prompt(p) for p in chunk], params, seed=derive_seed(seed, "chunk", i))
         return grade_samples(task, df, chunk).assign(seed=seed)
 
-    only = None if num_shards == 1 else [i for i in range(len(chunks)) if i % num_shards == shard]
+    only = shard_chunks([len(chunks)], shard, num_shards)[0]
     return cache.chunked(name, key, len(chunks), compute, desc=f"{name} ({len(problems)} questions)", only=only,
                          progress=progress)
 

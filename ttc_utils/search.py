@@ -229,7 +229,8 @@ def run_search(cache: Cache, policy, verifier, task, problems: list, cfg: Search
     question: correct (best-of-N weighted over the finished candidates), candidates, answers, scores,
     policy_tokens, prefill_tokens, verifier_tokens, verifier_calls, step_samples, rollout_steps, rounds,
     generations. With `only`, just those chunks are searched and returned (a shard's share, `sampling.shard_chunks`)."""
-    chunks, per_chunk = search_chunks(problems, cfg, sequences_per_chunk), questions_per_chunk(cfg, sequences_per_chunk)
+    chunks = search_chunks(problems, cfg, sequences_per_chunk)
+    per_chunk = questions_per_chunk(cfg, sequences_per_chunk)
     key = {"policy": policy.key(), "verifier": verifier.key(), "task": task.key, "search": asdict(cfg),
            "questions": content_key([p.qid for p in problems]), "seed": seed, "per_chunk": per_chunk,
            "batch_size": batch_size}

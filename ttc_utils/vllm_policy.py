@@ -62,16 +62,16 @@ class VLLMPolicy:
                    # on a GPU the suite holds other models in the same process (the PRM, the next ladder rung)
                    "gpu_memory_utilization": 0.1 if cpu else 0.4,
                    **json.loads(os.environ.get(ENGINE_ENV, "{}")), **engine}
-        path, padded = spec.path, needs_padding(spec.path, spec.revision, spec.trust_remote_code)
+        path, revision, scratch = spec.path, spec.revision, None
+        padded = needs_padding(spec.path, spec.revision, spec.trust_remote_code)
         if padded:  # e.g. the world's 16-wide heads: an exact copy with heads the attention kernels take
             scratch = tempfile.TemporaryDirectory(prefix="ttc-vllm-heads-")
-            path = padded_copy(spec.path, scratch.name, padded)
-        llm = vllm.LLM(model=path, revision=None if padded else spec.revision, dtype=spec.dtype or "auto",
+            path, revision = padded_copy(spec.path, scratch.name, padded), None
+        llm = vllm.LLM(model=path, revision=revision, dtype=spec.dtype or "auto",
                        trust_remote_code=spec.trust_remote_code, **options)
         policy = cls(llm, name=spec.name, progress=progress,
                      non_embedding_params=params_from_config(spec.path, spec.revision, spec.trust_remote_code))
-        if padded:
-            policy._scratch = scratch
+        policy._scratch = scratch
         return policy
 
     def _params(self, params: SamplingParams, seed: int, n_prompts: int, **extra) -> list:
