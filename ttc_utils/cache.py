@@ -31,12 +31,14 @@ import tempfile
 import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 from tqdm.auto import tqdm
 
 from .checks import fail
+from .workers import run_jobs
 
 META = "meta.json"
 
@@ -168,6 +170,10 @@ def _read_chunk(path: Path) -> tuple[pd.DataFrame | None, str | None]:
         return None, f"unreadable: {type(e).__name__}: {e}"
 
 
+def _compute_chunk(compute: Callable[[int], pd.DataFrame], i: int, path: Path) -> None:
+    _write_chunk(compute(i), path)
+
+
 def _is_present(path: Path) -> bool:
     """Cheap presence test; the checksum itself is verified when the chunk is read (hashing once)."""
     return path.exists() and checksum_path(path).exists()
@@ -260,13 +266,19 @@ def _replace_dir(work: Path, final: Path) -> None:
 
 
 class Cache:
-    """Content-addressed artifacts under one root folder (one per profile)."""
+    """Content-addressed artifacts under one root folder (one per profile). With `workers` > 1, the missing chunks of
+    a `chunked` table are computed in that many worker processes (`workers.run_jobs`), each writing its own chunks."""
 
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
+    def __init__(self, root: str | Path, workers: int = 1):
+        self.root, self.workers = Path(root), workers
 
     def folder(self, name: str, params: dict) -> Path:
         return self.root / f"{name}-{content_key(params)}"
+
+    def missing(self, name: str, params: dict, num_chunks: int) -> list[int]:
+        """The chunks of `chunked(name, params, num_chunks, ...)` not on disk (their checksums are read later)."""
+        folder = self.folder(name, params)
+        return [i for i in range(num_chunks) if not _is_present(folder / f"chunk-{i:05d}.parquet")]
 
     def chunked(self, name: str, params: dict, num_chunks: int, compute: Callable[[int], pd.DataFrame],
                 desc: str | None = None, only: list[int] | None = None, progress: bool = True) -> pd.DataFrame:
@@ -274,7 +286,8 @@ class Cache:
         progress bar (`desc`, else `name`) over those unless `progress` is False.
 
         `params` must name everything that changes the result (model, parameters, seed, chunking).
-        With `only`, just those chunks are computed and returned (one shard of a sharded job).
+        With `only`, just those chunks are computed and returned (one shard of a sharded job). With the cache's
+        `workers` > 1 and more than one chunk to compute, the workers compute them (`compute` must be pure).
         A chunk without its checksum file is computed again; one whose checksum does not match is
         reported (CacheCorruptionWarning naming its path) and computed again.
         """
@@ -287,8 +300,12 @@ class Cache:
         if todo:
             _refuse(f"{name!r} ({len(todo)} of {num_chunks} chunks)", folder)
         write_json_atomic({"name": name, "params": params, "num_chunks": num_chunks}, folder / META)
-        for i in tqdm(todo, desc=desc or name, disable=not (todo and progress) or None):
-            _write_chunk(compute(i), paths[i])
+        if self.workers > 1 and len(todo) > 1:
+            run_jobs([partial(_compute_chunk, compute, i, paths[i]) for i in todo], self.workers, desc or name,
+                     progress)
+        else:
+            for i in tqdm(todo, desc=desc or name, disable=not (todo and progress) or None):
+                _compute_chunk(compute, i, paths[i])
         return pd.concat([self._load_chunk(paths[i], i, compute) for i in wanted], ignore_index=True)
 
     @staticmethod

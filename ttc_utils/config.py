@@ -41,6 +41,7 @@ from .tasks import TASKS, get_task
 from .tasks.math import PROMPT_STYLES
 from .training import LR_SCALINGS, PRECISIONS, TrainConfig
 from .value_head import HEADS
+from .workers import usable_cores
 from .world import WorldConfig, max_problem_tokens
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
@@ -75,10 +76,12 @@ class RunSection:
     data_dir: str = "../data"  # the cache lives in <data_dir>/cache/<profile>; relative to notebooks/
     figures_dir: str = "../figures"  # where figures (PNG, PDF, JSON) are written; relative to notebooks/
     device: str = "cpu"  # where every model trains and runs: cpu, cuda, cuda:N, mps
+    workers: int = 0  # CPU processes for independent jobs, one torch thread each (0: one per core); no result differs
 
     def check(self):
         check(self.profile in profiles(), "profile", self.profile, f"one of {profiles()} (notebooks/params/*.yaml)")
         check_int("seed", self.seed, lo=0)
+        check_int("workers", self.workers, lo=0)
         check(isinstance(self.device, str) and DEVICE.fullmatch(self.device) is not None, "device", self.device,
               "'cpu', 'cuda', 'cuda:N', 'mps' or 'xpu'")
         for name in ("data_dir", "figures_dir"):
@@ -93,7 +96,13 @@ class RunSection:
             check_writable_dir(name, getattr(self, name))
 
     def cache(self) -> Cache:
-        return Cache(Path(self.data_dir) / "cache" / self.profile)
+        return Cache(Path(self.data_dir) / "cache" / self.profile, workers=self.cpu_workers())
+
+    def cpu_workers(self) -> int:
+        """`workers` as a count; 1 off the CPU or under vLLM (one engine holds the device; a fork would copy it)."""
+        if self.device != "cpu" or getattr(self, "policy_backend", "transformers") != "transformers":
+            return 1
+        return self.workers or usable_cores()
 
 
 @dataclass(frozen=True)
@@ -577,9 +586,10 @@ class NotebookConfig:
         return {name: copy.deepcopy(getattr(self, name)) for name in self.parameter_names()}
 
     def cache_key(self) -> dict:
-        """`as_dict` without what only says where things go (the profile's name, data_dir, figures_dir): a cached
-        table keyed by it is found again by any notebook, from any folder, that resolves the same values."""
-        return {k: v for k, v in self.as_dict().items() if k not in ("profile", "data_dir", "figures_dir")}
+        """`as_dict` without what only says where things go or how (the profile's name, data_dir, figures_dir,
+        workers): a cached table keyed by it is found again by any notebook, from any folder, that resolves the same
+        values."""
+        return {k: v for k, v in self.as_dict().items() if k not in ("profile", "data_dir", "figures_dir", "workers")}
 
     def __repr__(self) -> str:
         # one line per section, so the config cell shows every resolved value readably

@@ -221,6 +221,22 @@ def search_chunks(problems: list, cfg: SearchConfig, sequences_per_chunk: int = 
     return [problems[i:i + per_chunk] for i in range(0, len(problems), per_chunk)]
 
 
+def _run_entry(policy, verifier, task, problems: list, cfg: SearchConfig, seed: int, sequences_per_chunk: int,
+               batch_size: int) -> tuple[str, dict]:
+    """(name, key) of a search run's cache entry: everything that changes its records."""
+    key = {"policy": policy.key(), "verifier": verifier.key(), "task": task.key, "search": asdict(cfg),
+           "questions": content_key([p.qid for p in problems]), "seed": seed,
+           "per_chunk": questions_per_chunk(cfg, sequences_per_chunk), "batch_size": batch_size}
+    return f"search-{cfg.method}-N{cfg.num_beams}-M{cfg.beam_width}-k{cfg.lookahead}", key
+
+
+def pending_search_chunks(cache: Cache, policy, verifier, task, problems: list, cfg: SearchConfig, seed: int,
+                          sequences_per_chunk: int = SEQUENCES_PER_CHUNK, batch_size: int = 512) -> list[int]:
+    """The chunks of `run_search` with these arguments that the cache does not hold yet."""
+    name, key = _run_entry(policy, verifier, task, problems, cfg, seed, sequences_per_chunk, batch_size)
+    return cache.missing(name, key, len(search_chunks(problems, cfg, sequences_per_chunk)))
+
+
 def run_search(cache: Cache, policy, verifier, task, problems: list, cfg: SearchConfig, seed: int,
                sequences_per_chunk: int = SEQUENCES_PER_CHUNK, batch_size: int = 512, progress: bool = True,
                only: list[int] | None = None) -> pd.DataFrame:
@@ -228,12 +244,10 @@ def run_search(cache: Cache, policy, verifier, task, problems: list, cfg: Search
     (about `sequences_per_chunk` beams each), so a killed run resumes at the last unfinished chunk. One row per
     question: correct (best-of-N weighted over the finished candidates), candidates, answers, scores,
     policy_tokens, prefill_tokens, verifier_tokens, verifier_calls, step_samples, rollout_steps, rounds,
-    generations. With `only`, just those chunks are searched and returned (a shard's share, `sampling.shard_chunks`)."""
+    generations. With `only`, just those chunks are searched and returned (a shard's share, `sampling.shard_chunks`;
+    a worker's, `pending_search_chunks`)."""
     chunks = search_chunks(problems, cfg, sequences_per_chunk)
-    per_chunk = questions_per_chunk(cfg, sequences_per_chunk)
-    key = {"policy": policy.key(), "verifier": verifier.key(), "task": task.key, "search": asdict(cfg),
-           "questions": content_key([p.qid for p in problems]), "seed": seed, "per_chunk": per_chunk,
-           "batch_size": batch_size}
+    name, key = _run_entry(policy, verifier, task, problems, cfg, seed, sequences_per_chunk, batch_size)
     models = Lazy(lambda: (kept_policy(policy, batch_size=batch_size, progress=False),
                            kept_verifier(verifier, batch_size=batch_size, progress=False)))
 
@@ -242,5 +256,4 @@ def run_search(cache: Cache, policy, verifier, task, problems: list, cfg: Search
         return pd.DataFrame(records).assign(method=cfg.method, num_beams=cfg.num_beams, beam_width=cfg.beam_width,
                                             lookahead=cfg.lookahead, aggregation=cfg.aggregation, seed=seed)
 
-    name = f"search-{cfg.method}-N{cfg.num_beams}-M{cfg.beam_width}-k{cfg.lookahead}"
     return cache.chunked(name, key, len(chunks), compute, progress=progress, only=only)

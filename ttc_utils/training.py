@@ -26,6 +26,7 @@ from .cache import Cache, read_parquet
 from .checks import check, check_int, check_positive
 from .models import ModelSize, build_policy, count_params
 from .tokenizer import build_tokenizer
+from .workers import torch_threads
 from .world import WorldConfig, generate
 
 LR_SCALINGS = ("constant", "1/width")
@@ -46,9 +47,10 @@ class TrainConfig:
     weight_decay: float = 0.1
     max_len: int = 160  # context length of the models (a full 8-step problem is ~110 characters)
     seed: int = 0  # corpus order and initialisation
+    threads: int = 0  # torch threads while training (0: torch's default, one per core); the weights depend on it
 
     def __post_init__(self):
-        for name, lo in (("tokens", 1), ("batch_size", 1), ("max_len", 16)):
+        for name, lo in (("tokens", 1), ("batch_size", 1), ("max_len", 16), ("threads", 0)):
             check_int(name, getattr(self, name), lo)
         check_positive("learning_rate", self.learning_rate)
         check(0 <= self.cooldown < 1, "cooldown", self.cooldown, "a share of the steps in [0, 1)")
@@ -206,9 +208,11 @@ def train_policy(size: ModelSize, corpus: tuple[list[list[int]], list[int]], tok
     trainer = quiet_trainer(Trainer(model=model, args=args, train_dataset=Corpus(ids, prompt_lens),
                                     data_collator=collate_solution_loss(tokenizer.pad_token_id), callbacks=[log]),
                             f"training {size.name}", disable_tqdm)
-    t0 = time.perf_counter()
-    trainer.train()
-    wall = time.perf_counter() - t0
+    with torch_threads(cfg.threads):
+        threads = torch.get_num_threads()
+        t0 = time.perf_counter()
+        trainer.train()
+        wall = time.perf_counter() - t0
     model.config.use_cache = True  # the Trainer turns it off; sampling needs the KV cache
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
@@ -216,7 +220,8 @@ def train_policy(size: ModelSize, corpus: tuple[list[list[int]], list[int]], tok
     record = {"name": size.name, "hidden": size.hidden, "layers": size.layers, "heads": size.heads,
               "non_embedding_params": n, "params": count_params(model, non_embedding=False),
               "tokens": tokens, "train_flops": 6 * n * tokens, "steps": steps, "wall_s": wall,
-              "tokens_per_s": tokens / wall, "learning_rate": learning_rate, "precision": cfg.precision,
+              "tokens_per_s": tokens / wall, "threads": threads, "learning_rate": learning_rate,
+              "precision": cfg.precision,
               "heldout_loss": None if heldout is None else solution_loss(model, tokenizer, heldout, device=device)}
     (out_dir / "train_record.json").write_text(json.dumps(record, indent=1))
     pd.DataFrame(log.rows).to_parquet(out_dir / "loss_curve.parquet", index=False)
@@ -225,7 +230,7 @@ def train_policy(size: ModelSize, corpus: tuple[list[list[int]], list[int]], tok
 
 def _key(cfg: TrainConfig) -> dict:
     """`cfg` as a cache key; fields at the values that predate them are left out, so older ladders stay valid."""
-    older = {"lr_scaling": "constant", "precision": "fp32"}
+    older = {"lr_scaling": "constant", "precision": "fp32", "threads": 0}
     return {k: v for k, v in asdict(cfg).items() if older.get(k, object()) != v}
 
 

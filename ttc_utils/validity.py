@@ -76,7 +76,9 @@ def criteria_table(task, problems: list, base_samples: pd.DataFrame, ladder: pd.
     rows.append(("(c) every rung on the same pretraining tokens", f"{tokens.tolist()}", "one count",
                  bool(len(tokens) == 1)))
     minutes = ladder.wall_s.sum() / 60
-    rows.append(("(d) ladder training time", f"{minutes:.1f} min", f"<= {LADDER_MINUTES_MAX:.0f} min",
+    threads = [int(t) for t in ladder.threads.dropna().unique()] if "threads" in ladder else []  # older records lack it
+    on = f" on {threads[0]} thread{'s' * (threads[0] > 1)}" if len(threads) == 1 else ""
+    rows.append(("(d) ladder training time", f"{minutes:.1f} min{on}", f"<= {LADDER_MINUTES_MAX:.0f} min",
                  bool(minutes <= LADDER_MINUTES_MAX)))
     heads = sorted(set((ladder.hidden // ladder.heads).tolist()))
     rows.append(("(e) attention head sizes vLLM's CPU attention accepts", f"{heads}", f"in {VLLM_CPU_HEAD_SIZES}",

@@ -4,6 +4,8 @@ The ladder is the embedded world's, trained here (notebook 00), unless `ladder_p
 those models, smallest first, counted from their configs and never trained."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 
 from ..model_spec import ModelSpec
@@ -29,16 +31,17 @@ def test_questions(cfg) -> list:
     return task(cfg).problems("test", cfg.num_test, cfg.seed)
 
 
-def ladder(cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(models table, loss curves) of the policy ladder, trained once and cached (notebook 00); with `ladder_paths`,
-    the given models (name, path, non_embedding_params) and no curves. Either way every rung samples through
-    `policy_backend` (column `backend`)."""
+def ladder(cfg, threads: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(models table, loss curves) of the policy ladder, trained once and cached (notebook 00) on `threads` torch
+    threads (0: all; see `TrainConfig.threads`); with `ladder_paths`, the given models (name, path,
+    non_embedding_params) and no curves. Either way every rung samples through `policy_backend` (column `backend`)."""
     if cfg.ladder_paths:
         table = pd.DataFrame([{"name": ModelSpec(p).name, "path": p, "non_embedding_params": params_from_config(p)}
                               for p in cfg.ladder_paths])
         curves = pd.DataFrame(columns=["name", "non_embedding_params"])
     else:
-        table, curves = train_ladder(cfg.cache(), cfg.world(), cfg.sizes(), cfg.train(), device=cfg.device)
+        table, curves = train_ladder(cfg.cache(), cfg.world(), cfg.sizes(), replace(cfg.train(), threads=threads),
+                                     device=cfg.device)
     return table.assign(backend=cfg.policy_backend), curves
 
 

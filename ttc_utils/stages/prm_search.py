@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import partial
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from ..cache import cached_only
 from ..checks import check, is_power_of_two
@@ -31,8 +31,9 @@ from ..policy import SamplingParams, derive_seed
 from ..results import search_results, selection_results
 from ..sampling import shard_chunks
 from ..scoring import policy_logprobs, score_chunks, score_solutions
-from ..search import SearchConfig, run_search, search_chunks
+from ..search import SearchConfig, pending_search_chunks, run_search, search_chunks
 from ..verifier_training import VerifierTrainConfig, train_record, train_verifier
+from ..workers import run_jobs
 from . import common
 from . import pool as pool_stages
 
@@ -235,16 +236,28 @@ def run_search_plan(cfg, policy: ModelSpec, verifiers: dict[str, ModelSpec], set
     "same-size"); one row per (setting, seed, question) with correct, the measured costs and the x position
     `budget` (the paper's count of generations). With `num_shards` > 1, only the search chunks shard `shard` owns
     (`sampling.shard_chunks` over every run's chunks) are run and returned."""
-    problems, task = search_subset(cfg), common.task(cfg)
-    frames = []
+    problems, task, cache = search_subset(cfg), common.task(cfg), cfg.cache()
     runs = [(s, seed) for s in settings for seed in range(cfg.search_seeds)]
     owned = shard_chunks([len(search_chunks(problems, s.search)) for s, _ in runs], shard, num_shards)
-    runs = [(s, seed, only) for (s, seed), only in zip(runs, owned) if only != []]
-    for s, seed, only in tqdm(runs, desc=f"search ({len(problems)} questions)", disable=not progress or None):
-        r = run_search(cfg.cache(), policy, verifiers[s.verifier], task, problems, s.search,
-                       derive_seed(cfg.seed, "search", seed) % 2**31, progress=False, only=only)
-        frames.append(r.drop(columns=RUN_DETAILS).assign(
-            label=s.label, style=s.method, search_seed=seed, budget=s.x, verifier=s.verifier))
+
+    def run_seed(seed: int) -> int:
+        return derive_seed(cfg.seed, "search", seed) % 2**31
+
+    def search_run(s: Setting, seed: int, only: list[int] | None) -> pd.DataFrame:
+        return run_search(cache, policy, verifiers[s.verifier], task, problems, s.search, run_seed(seed),
+                          progress=False, only=only)
+
+    # the chunks not cached yet go to the workers, the most beams (x lookahead) first; then every run is read
+    pending = [(s, seed, c) for (s, seed), only in zip(runs, owned)
+               for c in pending_search_chunks(cache, policy, verifiers[s.verifier], task, problems, s.search,
+                                              run_seed(seed))
+               if only is None or c in only]
+    pending.sort(key=lambda j: -j[0].search.generations * len(search_chunks(problems, j[0].search)[j[2]]))
+    run_jobs([partial(search_run, s, seed, [c]) for s, seed, c in pending], cfg.cpu_workers(),
+             f"search ({len(problems)} questions)", progress)
+    frames = [search_run(s, seed, only).drop(columns=RUN_DETAILS).assign(
+              label=s.label, style=s.method, search_seed=seed, budget=s.x, verifier=s.verifier)
+              for (s, seed), only in zip(runs, owned) if only != []]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
