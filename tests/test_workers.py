@@ -119,3 +119,16 @@ def test_a_workers_warnings_reach_the_parent_and_its_prints_do_not(capfd):
     with pytest.warns(UserWarning, match="a worker's warning"):
         run_jobs([_warn_and_print, _warn_and_print], workers=2, progress=False)
     assert "a worker's print" not in capfd.readouterr().out
+
+
+def _bar_state(path):
+    from tqdm.auto import tqdm
+
+    (path / f"{os.getpid()}.txt").write_text(str(tqdm(total=3, disable=False).disable))
+
+
+@needs_fork
+def test_progress_bars_are_off_in_workers(tmp_path):
+    """In a notebook a bar is a widget, and a forked kernel warns on every one of its messages."""
+    run_jobs([partial(_bar_state, tmp_path)] * 2, workers=2, progress=False)
+    assert {f.read_text() for f in tmp_path.glob("*.txt")} == {"True"}

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 
 import torch
+import tqdm.std as tqdm_std
 from tqdm.auto import tqdm
 
 _JOBS: list[Callable[[], object]] = []  # the jobs of the current `run_jobs`, inherited by its forked workers
@@ -52,9 +53,15 @@ def torch_threads(n: int):
 def _init_worker() -> None:
     _IN_WORKER[0] = True
     torch.set_num_threads(1)
-    # the parent's bar is the stage's one bar: a worker's own bars and prints would interleave with it (its warnings
-    # are sent back, `_run`)
+    # The parent's bar is the stage's one bar: a worker's own bars and prints would interleave with it (its warnings
+    # are sent back, `_run`). In a notebook a bar is a widget, whose messages a forked kernel refuses with a warning
+    # per update, so bars are switched off at their root class.
     sys.stdout = sys.stderr = open(os.devnull, "w")
+    init = tqdm_std.tqdm.__init__
+
+    def quiet(self, *args, **kwargs):
+        init(self, *args, **{**kwargs, "disable": True})
+    tqdm_std.tqdm.__init__ = quiet
 
 
 def _run(i: int) -> list[tuple[type, str]]:
