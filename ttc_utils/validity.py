@@ -67,7 +67,8 @@ def criteria_table(task, problems: list, base_samples: pd.DataFrame, ladder: pd.
         rows.append((f"(c) {claim.finding}", f"{d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]",
                      "95% CI > 0", d["verdict"] == "holds"))
     loss = ladder.heldout_loss.to_numpy(dtype=float)
-    rows.append(("(c) held-out loss falls rung by rung", " > ".join(f"{x:.4f}" for x in loss), "strictly falling",
+    shown = f"{loss[0]:.4f}" + "".join(f" {'>' if b < a else '<='} {b:.4f}" for a, b in zip(loss, loss[1:]))
+    rows.append(("(c) held-out loss falls rung by rung", shown, "strictly falling",
                  bool(np.all(np.diff(loss) < 0))))
     ratio = ladder.non_embedding_params.iloc[-1] / ladder.non_embedding_params.iloc[0]
     rows.append(("(c) top / base non-embedding parameters", f"{ratio:.1f}x", f">= {PARAM_RATIO_MIN:.0f}x",
