@@ -1,5 +1,5 @@
-"""Jobs in worker processes: every job runs once, on one torch thread, and what the workers cache is what one process
-would have; the thread-count invariance of sampling that this relies on."""
+"""Jobs in worker processes: every job runs once, a worker on one torch thread, and what the workers cache is what one
+process would have; the thread-count invariance of sampling that this relies on."""
 import os
 from functools import partial
 
@@ -23,10 +23,15 @@ def test_jobs_run_once_each_in_forked_workers_on_one_thread(tmp_path):
     assert {threads for _, threads in seen} == {"1"}
 
 
-def test_one_worker_runs_the_jobs_here_on_one_thread_and_restores_the_count(tmp_path):
-    before = torch.get_num_threads()
+def test_one_worker_runs_the_jobs_here_on_the_callers_threads(tmp_path):
     run_jobs([partial(_record, tmp_path, i) for i in range(3)], workers=1, progress=False)
-    assert [(tmp_path / f"{i}.txt").read_text() for i in range(3)] == [f"{os.getpid()} 1"] * 3
+    assert [(tmp_path / f"{i}.txt").read_text() for i in range(3)] == [f"{os.getpid()} {torch.get_num_threads()}"] * 3
+
+
+def test_a_training_job_pins_its_threads_and_restores_the_count():
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
 
 

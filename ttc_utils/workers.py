@@ -1,12 +1,14 @@
 """Independent cached jobs run in worker processes, each on one torch thread.
 
-The embedded world's models are small: a second torch thread buys little (measured on 2 cores: search 1.05x,
-training 1.4-1.6x), while a second process on the other core doubles the work done (two single-thread searches side
-by side each ran as fast as one alone). So where a stage has many independent jobs (search runs x seeds x chunks,
-the validity seeds' ladders) it hands them to `run_jobs`, which runs them in forked workers, largest first.
+The embedded world's models are small: a second torch thread buys little (measured on 2 cores: search 1.05-1.2x,
+training 1.4-1.6x), while a second process on the other core nearly doubles the work done (two one-thread searches
+side by side each ran at 0.85-1.0x the speed of one alone). So where a stage has many independent jobs (search runs x
+seeds x chunks, a table's chunks, the validity seeds' ladders) it hands them to `run_jobs`, which runs them in forked
+workers, in the order given (largest first). Notebook 02's search took 1,204 s this way instead of 1,657.
 
-Every job runs on one torch thread, in a worker or (with one worker) here, so what it writes never depends on the
-number of workers: each job writes its own cache entry, and the caller then reads the cache as a serial run would.
+Each job writes its own cache entry, and the caller then reads the cache as a serial run would. Sampling and scoring
+give the same bytes on one thread as on two (tested), so what a job writes does not depend on where it ran; training
+does depend on the thread count, so a training job pins it (`TrainConfig.threads`, as the validity ladders do).
 
     run_jobs([partial(run_search, ..., only=[c]) for c in pending], workers=cfg.cpu_workers(), desc="search")
 """
@@ -72,18 +74,18 @@ def _run(i: int) -> list[tuple[type, str]]:
 
 
 def run_jobs(jobs: list[Callable[[], object]], workers: int, desc: str = "jobs", progress: bool = True) -> None:
-    """Call every job (a function of no arguments that writes its result to the cache) on one torch thread each,
-    in up to `workers` forked processes (here, one after another, with one worker, inside a worker, or where
-    forking is not safe). Jobs are handed out in the given order as workers free up: put the largest first. An
-    exception in a job stops the others and is raised here; whatever finished is cached, so a rerun resumes."""
+    """Call every job (a function of no arguments that writes its result to the cache) in up to `workers` forked
+    processes of one torch thread each; here, one after another on the caller's threads, with one worker, inside a
+    worker, or where forking is not safe. Jobs are handed out in the given order as workers free up: put the largest
+    first. An exception in a job stops the others and is raised here; whatever finished is cached, so a rerun
+    resumes."""
     global _JOBS
     workers = min(workers, len(jobs))
     bar = tqdm(total=len(jobs), desc=desc, disable=not (jobs and progress) or None)
     if workers <= 1 or _IN_WORKER[0] or not can_fork():
-        with torch_threads(1):
-            for job in jobs:
-                job()
-                bar.update(1)
+        for job in jobs:
+            job()
+            bar.update(1)
         bar.close()
         return
     # the tokenizers library warns on stderr when its thread pool was used before a fork, unless this is set
