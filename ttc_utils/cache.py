@@ -35,7 +35,6 @@ from functools import partial
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from .checks import fail
 from .workers import run_jobs
@@ -275,10 +274,14 @@ class Cache:
     def folder(self, name: str, params: dict) -> Path:
         return self.root / f"{name}-{content_key(params)}"
 
+    @staticmethod
+    def _chunk_paths(folder: Path, num_chunks: int) -> list[Path]:
+        return [folder / f"chunk-{i:05d}.parquet" for i in range(num_chunks)]
+
     def missing(self, name: str, params: dict, num_chunks: int) -> list[int]:
         """The chunks of `chunked(name, params, num_chunks, ...)` not on disk (their checksums are read later)."""
-        folder = self.folder(name, params)
-        return [i for i in range(num_chunks) if not _is_present(folder / f"chunk-{i:05d}.parquet")]
+        return [i for i, path in enumerate(self._chunk_paths(self.folder(name, params), num_chunks))
+                if not _is_present(path)]
 
     def chunked(self, name: str, params: dict, num_chunks: int, compute: Callable[[int], pd.DataFrame],
                 desc: str | None = None, only: list[int] | None = None, progress: bool = True) -> pd.DataFrame:
@@ -294,18 +297,15 @@ class Cache:
         if num_chunks < 1:
             fail("num_chunks", num_chunks, "an int >= 1")
         folder = self.folder(name, params)
-        paths = [folder / f"chunk-{i:05d}.parquet" for i in range(num_chunks)]
+        paths = self._chunk_paths(folder, num_chunks)
         wanted = range(num_chunks) if only is None else sorted(only)
-        todo = [i for i in wanted if not _is_present(paths[i])]
+        missing = set(self.missing(name, params, num_chunks))
+        todo = [i for i in wanted if i in missing]
         if todo:
             _refuse(f"{name!r} ({len(todo)} of {num_chunks} chunks)", folder)
         write_json_atomic({"name": name, "params": params, "num_chunks": num_chunks}, folder / META)
-        if self.workers > 1 and len(todo) > 1:
-            run_jobs([partial(_compute_chunk, compute, i, paths[i]) for i in todo], self.workers, desc or name,
-                     progress)
-        else:
-            for i in tqdm(todo, desc=desc or name, disable=not (todo and progress) or None):
-                _compute_chunk(compute, i, paths[i])
+        # in the workers when there are more than one (run_jobs computes a lone chunk here)
+        run_jobs([partial(_compute_chunk, compute, i, paths[i]) for i in todo], self.workers, desc or name, progress)
         return pd.concat([self._load_chunk(paths[i], i, compute) for i in wanted], ignore_index=True)
 
     @staticmethod

@@ -31,7 +31,7 @@ def base_samples(cfg, ladder: pd.DataFrame) -> pd.DataFrame:
 
 def criteria(cfg, seed: int) -> pd.DataFrame:
     """The world's validity criteria (`validity.criteria_table`) at `seed`: its own world, ladder (trained and cached
-    like seed `cfg.seed`'s; another seed's on one torch thread, see `validity_runs`), test questions and base-policy
+    like seed `cfg.seed`'s; another seed's on one torch thread, see `validity_criteria`), test questions and base-policy
     samples."""
     c = cfg if seed == cfg.seed else type(cfg).from_params({**cfg.as_dict(), "seed": seed})
     ladder, _ = common.ladder(c, threads=0 if seed == cfg.seed else 1)
@@ -42,16 +42,19 @@ def criteria(cfg, seed: int) -> pd.DataFrame:
     return table.assign(seed=seed)
 
 
-def validity_runs(cfg, progress: bool = True) -> None:
-    """Train and sample the worlds of the validity seeds other than `cfg.seed`, side by side (`workers.run_jobs`).
-    Their ladders train on one torch thread each, wherever they run, so they never depend on `workers`; two such
-    ladders at once took 16 min, one ladder on two threads 10. Cached seeds are left alone."""
-    def cached(seed: int) -> bool:
-        try:
-            with cached_only():
-                criteria(cfg, seed)
-            return True
-        except MissingArtifact:
-            return False
-    pending = [s for s in cfg.validity_seeds if s != cfg.seed and not cached(s)]
+def validity_criteria(cfg, progress: bool = True) -> pd.DataFrame:
+    """`criteria` of every validity seed, one table. The seeds other than `cfg.seed` whose worlds are not cached yet
+    are trained and sampled first, side by side (`workers.run_jobs`). Their ladders train on one torch thread each,
+    wherever they run, so they never depend on `workers`; two such ladders at once took 16 min, one ladder on two
+    threads 10."""
+    tables: dict[int, pd.DataFrame] = {}
+    for seed in cfg.validity_seeds:
+        if seed != cfg.seed:
+            try:
+                with cached_only():
+                    tables[seed] = criteria(cfg, seed)
+            except MissingArtifact:
+                pass
+    pending = [s for s in cfg.validity_seeds if s != cfg.seed and s not in tables]
     run_jobs([partial(criteria, cfg, s) for s in pending], cfg.cpu_workers(), "validity seeds", progress)
+    return pd.concat([tables[s] if s in tables else criteria(cfg, s) for s in cfg.validity_seeds], ignore_index=True)
