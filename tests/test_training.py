@@ -76,3 +76,16 @@ def test_an_older_ladder_key_is_kept_for_the_defaults_that_predate_the_fields():
 def test_an_unknown_recipe_names_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         TrainConfig(**{field: value})
+
+
+def test_auto_precision_is_bf16_only_where_the_device_has_bf16_matmuls(monkeypatch):
+    from ttc_utils import training
+    from ttc_utils.config import WorldNotebookConfig
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(training, "native_bf16", lambda device, native=native: native)
+        assert training.resolve_precision("auto") == expected
+        assert training.resolve_precision("fp32") == "fp32" and training.resolve_precision("bf16") == "bf16"
+        cfg = WorldNotebookConfig(train_precision="auto")  # the config holds the concrete value: it enters cache keys
+        assert cfg.train_precision == expected and cfg.train().precision == expected
+        assert cfg.as_dict()["train_precision"] == expected
+    assert training.native_bf16("mps") is False

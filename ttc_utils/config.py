@@ -39,7 +39,7 @@ from .registry import POLICY_BACKENDS
 from .revisions import MAX_ATTEMPTS
 from .tasks import TASKS, get_task
 from .tasks.math import PROMPT_STYLES
-from .training import LR_SCALINGS, PRECISIONS, TrainConfig
+from .training import LR_SCALINGS, PRECISIONS, TrainConfig, resolve_precision
 from .value_head import HEADS
 from .workers import usable_cores
 from .world import WorldConfig, max_problem_tokens
@@ -179,7 +179,9 @@ class LadderSection:
     learning_rate: float = 1e-3  # AdamW peak learning rate of the smallest rung (warm-up, constant, then a cool-down)
     # 1/width: with one rate for all, d96l4 already reached greedy 1.000, so no rung above it could beat it
     lr_scaling: str = "1/width"  # "constant" (every rung at learning_rate) or "1/width" (learning_rate * d_min / d)
-    train_precision: str = "bf16"  # "bf16" (bf16 autocast, fp32 weights: ~2x faster on CPUs with AMX) or "fp32"
+    # auto: bf16 where the device has bf16 matmuls (AMX, AVX512: ~2x faster than fp32), fp32 elsewhere (on AVX2 bf16
+    # autocast was 6-16x slower than fp32); the ladder's floats, and so every figure, depend on which one ran
+    train_precision: str = "auto"  # "auto", "bf16" (bf16 autocast, fp32 weights) or "fp32"
     ladder_paths: list = field(default_factory=list)  # real models in place of the trained ladder, smallest first
 
     def check(self):
@@ -199,7 +201,10 @@ class LadderSection:
               f"an int >= 8 that divides every width of ladder_hidden={self.ladder_hidden}")
         check_positive("learning_rate", self.learning_rate)
         check(self.lr_scaling in LR_SCALINGS, "lr_scaling", self.lr_scaling, f"one of {LR_SCALINGS}")
-        check(self.train_precision in PRECISIONS, "train_precision", self.train_precision, f"one of {PRECISIONS}")
+        check(self.train_precision in ("auto", *PRECISIONS), "train_precision", self.train_precision,
+              f"one of {('auto', *PRECISIONS)}")
+        # resolved here, so the config cell shows which precision runs and cache keys hold the concrete one
+        object.__setattr__(self, "train_precision", resolve_precision(self.train_precision, self.device))
 
     def check_files(self):
         for i, path in enumerate(self.ladder_paths):
