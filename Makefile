@@ -58,6 +58,7 @@ lab: setup
 bench: setup
 	$(BIN)/python bench/sampling.py
 	$(BIN)/python bench/search.py
+	$(BIN)/python bench/training.py
 
 clean-cache:
 	rm -rf data/cache notebooks/executed

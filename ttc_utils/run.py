@@ -49,6 +49,11 @@ def notebook_names(notebooks_dir: Path | None = None) -> list[str]:
     return sorted(p.stem for p in Path(notebooks_dir or NOTEBOOKS_DIR).glob("[0-9][0-9]_*.ipynb"))
 
 
+# ipykernel 7.4 logs a warning to the terminal at every kernel start that the kernel talks to papermill over local TCP
+# without encryption; its own log says nothing else a user of the runner would act on (cells' warnings go to the
+# executed notebook, not to this log).
+KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+
 # Notebooks whose shards only sample (a shard's settings are a mix, so it has nothing to draw): the runner calls the
 # stage that samples a shard's share instead of executing the notebook.
 SAMPLE_ONLY_SHARDS = {"02_prm_search": "ttc_utils.stages.prm_search"}
@@ -94,7 +99,7 @@ def run_notebook(name: str, profile: str, overrides: dict | None = None, out_dir
     t0 = time.perf_counter()
     try:
         pm.execute_notebook(str(src), str(out), parameters=params, kernel_name="python3", cwd=str(notebooks_dir),
-                            progress_bar=progress)
+                            progress_bar=progress, extra_arguments=KERNEL_ARGS)
     except pm.PapermillExecutionError as e:
         # the traceback is in the executed copy; repeating it here buries the one line that matters
         raise NotebookFailed(name, profile, e.exec_count, e.ename, e.evalue, out) from None
