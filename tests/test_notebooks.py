@@ -57,6 +57,10 @@ def run_smoke(name: str, tmp_path, stems: tuple[str, ...], plain: bool = False) 
         out = run_notebook(name, "smoke", out_dir=tmp_path, progress=False)
     nb = nbformat.read(out, as_version=4)
     assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    # warnings and library chatter on stderr are for a user to interpret: a notebook shows none
+    stderr = [o.text for c in nb.cells if c.cell_type == "code" for o in c.outputs
+              if o.output_type == "stream" and o.name == "stderr"]
+    assert not stderr, f"{name} wrote to stderr: {stderr}"
     for stem in stems:
         for ext in ("png", "pdf", "json"):
             assert (FIGURES / f"{stem}.{ext}").stat().st_size > 0
