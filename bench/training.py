@@ -19,7 +19,7 @@ import torch
 
 from ttc_utils.config import WorldNotebookConfig
 from ttc_utils.tokenizer import build_tokenizer
-from ttc_utils.training import TrainConfig, native_bf16, pretraining_corpus, resolve_precision, train_policy
+from ttc_utils.training import native_bf16, pretraining_corpus, resolve_precision, train_policy
 
 
 def main():
@@ -33,8 +33,7 @@ def main():
     sizes = [s for s in cfg.sizes() if not args.rungs or s.name in args.rungs.split(",")]
     settings = [(p, int(t)) for p in args.precisions.split(",") for t in args.threads.split(",")]
     tok = build_tokenizer()
-    base = TrainConfig(tokens=args.tokens, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
-                       lr_scaling=cfg.lr_scaling)
+    base = replace(cfg.train(), tokens=args.tokens)  # the profile's recipe on a prefix of its corpus
     corpus = pretraining_corpus(cfg.world(), tok, base.tokens, base.batch_size, base.seed)
     print(f"CPU capability {torch.backends.cpu.get_cpu_capability()}, native bf16: {native_bf16('cpu')}, "
           f"train_precision=auto trains in {resolve_precision('auto')}; {args.tokens:,} tokens per run, "
@@ -47,7 +46,7 @@ def main():
             train_cfg = replace(base, precision=precision, threads=threads)
             with tempfile.TemporaryDirectory() as d:
                 r = train_policy(size, corpus, tok, train_cfg, Path(d), disable_tqdm=True,
-                                 learning_rate=train_cfg.rung_learning_rate(size.hidden, cfg.ladder_hidden[0]))
+                                 learning_rate=train_cfg.rung_learning_rate(size.hidden, min(cfg.ladder_hidden)))
             rate[precision, threads] = r["tokens_per_s"]
             totals[precision, threads] += cfg.train_tokens / r["tokens_per_s"]
             print(f"{size.name:>8} {precision} x{threads}: {r['tokens_per_s']:8,.0f} tokens/s "

@@ -201,8 +201,7 @@ class LadderSection:
               f"an int >= 8 that divides every width of ladder_hidden={self.ladder_hidden}")
         check_positive("learning_rate", self.learning_rate)
         check(self.lr_scaling in LR_SCALINGS, "lr_scaling", self.lr_scaling, f"one of {LR_SCALINGS}")
-        check(self.train_precision in ("auto", *PRECISIONS), "train_precision", self.train_precision,
-              f"one of {('auto', *PRECISIONS)}")
+        check_choice("train_precision", self.train_precision, ("auto", *PRECISIONS))
         # resolved here, so the config cell shows which precision runs and cache keys hold the concrete one
         object.__setattr__(self, "train_precision", resolve_precision(self.train_precision, self.device))
 
