@@ -1,8 +1,9 @@
 """Benchmark: the suite's batched sampler against a naive one-prompt-at-a-time `model.generate` loop.
 
 Both run in the same process, on the same base policy and prompts, side by side (this machine is noisy,
-so only ratios measured together mean anything). Also prints a matmul-bound estimate of tokens/s for the
-model's shapes, measured in the same run.
+so only ratios measured together mean anything); so does the suite's sampler with the library's own KV cache
+(`DynamicCache`) in place of its growing one (`ttc_utils.kv_cache`): the same samples, a per-step copy of the cache.
+Also prints a matmul-bound estimate of tokens/s for the model's shapes, measured in the same run.
 
     python bench/sampling.py                       # the default profile's base policy, as `make figures` cached it
     python bench/sampling.py --policy PATH --questions 64 --n 16 --naive 32
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 import torch
+from transformers import DynamicCache
 
 from ttc_utils.cache import MissingArtifact, cached_only
 from ttc_utils.config import load_config
@@ -72,6 +74,7 @@ def main():
     ap.add_argument("--n", type=int, default=16, help="samples per question for the batched sampler")
     ap.add_argument("--naive", type=int, default=32, help="samples drawn by the naive loop")
     ap.add_argument("--batch-size", type=int, default=512)
+    ap.add_argument("--reps", type=int, default=3, help="timed runs of the suite's sampler per KV cache (best kept)")
     ap.add_argument("--max-new-tokens", type=int, default=ArithmeticTask().max_solution_tokens() + 1,
                     help="default: the world's longest correct solution, as the notebooks use")
     args = ap.parse_args()
@@ -84,9 +87,16 @@ def main():
     model, tok = load_causal_lm(path)
 
     policy.sample(prompts[:4], SamplingParams(n=2, max_new_tokens=8), seed=0)  # warm-up
-    t0 = time.perf_counter()
-    out = policy.sample(prompts, params, seed=0)
-    t_suite = time.perf_counter() - t0
+    caches = {"growing": policy.make_cache, "library": lambda config: DynamicCache(config=config)}
+    best, outs = {name: float("inf") for name in caches}, {}
+    for _ in range(args.reps):  # alternated, best of each: a first large call pays for fresh memory
+        for name, make in caches.items():
+            policy.make_cache = make
+            t0 = time.perf_counter()
+            outs[name] = policy.sample(prompts, params, seed=0)
+            best[name] = min(best[name], time.perf_counter() - t0)
+    out, library, t_suite, t_library = outs["growing"], outs["library"], best["growing"], best["library"]
+    assert library.equals(out), "the growing KV cache changed the samples"
     naive_prompts = [prompts[i % len(prompts)] for i in range(args.naive)]
     t0 = time.perf_counter()
     naive_tokens = naive_loop(model, tok, naive_prompts, args.max_new_tokens, 1.0)
@@ -100,7 +110,10 @@ def main():
           f"{torch.get_num_threads()} threads")
     print(f"{'sampler':<34}{'samples':>9}{'samples/s':>12}{'tokens/s':>12}")
     print(f"{'suite (batched generate)':<34}{len(out):>9}{suite_sps:>12.1f}{suite_tps:>12.0f}")
+    print(f"{'suite, library KV cache':<34}{len(library):>9}{len(library) / t_library:>12.1f}"
+          f"{library.num_tokens.sum() / t_library:>12.0f}")
     print(f"{'naive (generate, one at a time)':<34}{args.naive:>9}{naive_sps:>12.1f}{naive_tps:>12.0f}")
+    print(f"growing / library KV cache: {t_library / t_suite:.2f}x (identical samples)")
     print(f"speed-up suite / naive: {suite_sps / naive_sps:.1f}x samples/s, {suite_tps / naive_tps:.1f}x tokens/s")
     print(f"matmul-bound estimate: {gflops:.1f} GFLOP/s at the MLP's shapes, {fpt / 1e6:.2f} MFLOP per token "
           f"-> {bound_tps:,.0f} tokens/s; suite reaches {suite_tps / bound_tps:.1%} of it")

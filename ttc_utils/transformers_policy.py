@@ -12,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .batching import left_pad, length_batches
+from .kv_cache import growing_cache
 from .models import cache_kwargs, count_params, load_causal_lm, output_cache
 from .policy import SAMPLE_COLUMNS, SamplingParams, derive_seed
 
@@ -28,6 +29,10 @@ class TransformersPolicy:
     `batch_size` sequences; each batch draws from its own generator state derived from `seed`,
     so results depend only on (prompts, params, seed, batch_size).
     """
+
+    # The KV cache each decode loop starts with, made from the model's config: the growing one (identical samples, less
+    # copying); `DynamicCache` is the library's reference, which `bench/sampling.py` and the tests set here to compare.
+    make_cache = staticmethod(growing_cache)
 
     def __init__(self, model, tokenizer, name: str = "policy", batch_size: int = 512, progress: bool = True):
         self.model, self.tokenizer, self.name = model, tokenizer, name
@@ -85,7 +90,8 @@ class TransformersPolicy:
         x, mask = left_pad(ids, tok.pad_token_id)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         x, mask, pos = x.to(device), mask.to(device), pos.to(device)
-        out = model(input_ids=x, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+        out = model(input_ids=x, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1,
+                    **cache_kwargs(model, self.make_cache(model.config)))
         expand = torch.repeat_interleave(torch.arange(len(ids), device=device), torch.tensor(counts, device=device))
         cache = output_cache(out)
         cache.batch_select_indices(expand)
@@ -138,7 +144,8 @@ class TransformersPolicy:
         if params.stop and not stop_ids:  # multi-token stop strings: the library's string matcher
             kwargs.update(stop_strings=list(params.stop), tokenizer=tok)
         torch.manual_seed(seed)
-        out = self.model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device), **kwargs)
+        out = self.model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                                  **cache_kwargs(self.model, self.make_cache(self.model.config)), **kwargs)
         new = out[:, width:].cpu().numpy()
         return self._finish(new, params, {tok.eos_token_id, *stop_ids})
 
