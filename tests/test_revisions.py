@@ -1,5 +1,6 @@
 """Revision trajectories and chains: k in range and capped, the closest wrong answer last, correct targets,
 training questions only, context truncation, budget = sequential x parallel."""
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -125,3 +126,26 @@ def test_context_effect_compares_followers_with_first_attempts_on_the_same_quest
     assert out.loc["after a wrong attempt"].tolist() == [1, 1.0, 0.0]  # better than fresh samples of question 1
     seeded = context_effect(pd.DataFrame(rows, columns=["qid", "chain", "step", "correct"]).assign(seed=3))
     assert seeded.attempts.tolist() == [2, 1] or seeded.attempts.tolist() == [1, 2]
+
+
+def test_the_exclusion_bound_is_what_never_repeating_a_tried_answer_gives():
+    from ttc_utils.revisions import exclusion_bound
+
+    def question(qid, answers, right):
+        return [(qid, a, a == right) for a in answers]
+    rows = (question("one wrong answer", ["7", "7", "7", "3"], "3")  # excluding 7 leaves only the right answer
+            + question("distinct wrong answers", ["1", "2", "3", "4"], "4")  # excluding one: 1/3; two distinct: 1/2
+            + question("never right", ["5", "6"], "0")
+            + question("always right", ["2", "2"], "2")
+            + question("unparsable", [None, None, "8"], "8"))  # "no answer" is not an answer one can avoid
+    samples = pd.DataFrame(rows, columns=["qid", "answer", "correct"])
+    out = exclusion_bound(samples, max_attempts=2, draws=400, seed=0).set_index("previous_wrong_attempts")["pass@1"]
+    per_question_k1 = [1.0, 1 / 3, 0.0, 1.0, 1 / 3]
+    assert out[0] == pytest.approx(np.mean([0.25, 0.25, 0.0, 1.0, 1 / 3]))
+    assert out[1] == pytest.approx(np.mean(per_question_k1))
+    # two draws with replacement from 3 distinct wrong answers are distinct 2/3 of the time: 1/3 * 1/3 + 2/3 * 1/2
+    assert out[2] == pytest.approx(np.mean([1.0, 1 / 9 + 1 / 3, 0.0, 1.0, 1 / 3]), abs=0.02)
+    assert exclusion_bound(samples, max_attempts=2, draws=400, seed=0).equals(
+        exclusion_bound(samples, max_attempts=2, draws=400, seed=0))
+    with pytest.raises(ValueError, match="max_attempts"):
+        exclusion_bound(samples, max_attempts=-1)

@@ -120,3 +120,30 @@ def context_effect(chains: pd.DataFrame) -> pd.DataFrame:
                                          first_attempt_accuracy=("first", "mean"))
     out.index = out.index.map({True: "after a correct attempt", False: "after a wrong attempt"})
     return out.rename_axis("previous attempt").reset_index()
+
+
+def exclusion_bound(samples: pd.DataFrame, max_attempts: int = MAX_ATTEMPTS, draws: int = 200,
+                    seed: int = 0) -> pd.DataFrame:
+    """What reading the previous attempts' answers alone is worth: per number k of previous wrong attempts (0 to
+    `max_attempts`), the mean pass@1 over questions of a policy that samples as `samples` do but never gives an
+    answer already tried. The k attempts are drawn, with replacement, from the question's own wrong samples (`draws`
+    times, seeded); a question without wrong samples keeps its pass@1. A revision model whose pass@1 after k wrong
+    attempts stays at k = 0's leaves this on the table. `samples`: qid, answer (None when unparsable), correct."""
+    check_int("max_attempts", max_attempts, lo=0)
+    check_int("draws", draws)
+    rng = np.random.default_rng([seed, 7])
+    per_k: list[list[float]] = [[] for _ in range(max_attempts + 1)]
+    for _, g in samples.groupby("qid", sort=True):
+        answers = g.answer.astype(object).where(g.answer.notna(), None).to_numpy()
+        correct = g.correct.to_numpy(dtype=bool)
+        share = pd.Series(answers).value_counts(normalize=True, dropna=False).to_dict()
+        wrong = [a for a in answers[~correct] if a is not None]  # an unparsable attempt names no answer to avoid
+        pass1 = correct.mean()
+        for k in range(max_attempts + 1):
+            if k == 0 or not wrong or pass1 == 0:  # (nothing to gain; and no 0 / 0 when every answer is tried)
+                per_k[k].append(pass1)
+                continue
+            tried = ({wrong[i] for i in rng.choice(len(wrong), size=k)} for _ in range(draws))  # distinct answers
+            per_k[k].append(np.mean([pass1 / (1 - sum(share[a] for a in t)) for t in tried]))
+    return pd.DataFrame({"previous_wrong_attempts": range(max_attempts + 1),
+                         "pass@1": [float(np.mean(v)) for v in per_k]})
