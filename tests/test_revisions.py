@@ -149,3 +149,20 @@ def test_the_exclusion_bound_is_what_never_repeating_a_tried_answer_gives():
         exclusion_bound(samples, max_attempts=2, draws=400, seed=0))
     with pytest.raises(ValueError, match="max_attempts"):
         exclusion_bound(samples, max_attempts=-1)
+
+
+def test_answer_repeats_compares_revisions_with_fresh_samples_of_the_same_questions():
+    from ttc_utils.revisions import answer_repeats
+    chains = pd.DataFrame([  # (qid, chain, step, answer, correct)
+        ("q", 0, 1, "3", False), ("q", 0, 2, "3", False), ("q", 0, 3, "5", True),  # repeats 3, then leaves it
+        ("q", 1, 1, None, False), ("q", 1, 2, "3", False),  # no answer before: not counted
+        ("r", 0, 1, "1", True), ("r", 0, 2, "1", True),  # after a correct attempt: not counted
+    ], columns=["qid", "chain", "step", "answer", "correct"])
+    pool = pd.DataFrame([("q", "3", False), ("q", "3", False), ("q", "4", False), ("q", "5", True),
+                         ("r", "1", True)], columns=["qid", "answer", "correct"])
+    out = answer_repeats(chains, pool)
+    assert out["attempts after a wrong attempt"] == 2
+    assert out["repeat its answer"] == 0.5
+    # a wrong pool sample of q has answer 3 (2 of 3 draws, share 0.5) or 4 (share 0.25)
+    assert out["fresh samples would"] == pytest.approx((2 * 0.5 + 0.25) / 3)
+    assert answer_repeats(chains.assign(seed=1), pool) == out

@@ -122,6 +122,30 @@ def context_effect(chains: pd.DataFrame) -> pd.DataFrame:
     return out.rename_axis("previous attempt").reset_index()
 
 
+def answer_repeats(chains: pd.DataFrame, samples: pd.DataFrame) -> dict[str, float]:
+    """Does a revision avoid the wrong answer just before it? The share of attempts after a wrong attempt (with an
+    answer) that give that same answer, next to the share expected of fresh samples: on each question, the chance
+    that a sample from `samples` (the base policy's, e.g. notebook 01's pool) has the answer of a wrong sample drawn
+    from the same pool, weighted by how often the question has such a follower in `chains`. Equal shares mean the
+    previous answer is not read. `chains`: qid, chain, step, answer, correct (and seed); `samples`: qid, answer,
+    correct."""
+    keys = ["seed", "qid", "chain"] if "seed" in chains else ["qid", "chain"]
+    c = chains.sort_values(keys + ["step"])
+    grouped = c.groupby(keys)
+    prev_answer, prev_correct = grouped.answer.shift(1), grouped.correct.shift(1)
+    after = c[prev_correct.eq(False) & prev_answer.notna()]
+    repeated = (after.answer == prev_answer[after.index]).to_numpy()
+    expected = {}
+    for qid, g in samples[samples.qid.isin(after.qid)].groupby("qid"):
+        wrong = g.answer[~g.correct.astype(bool) & g.answer.notna()]
+        share = g.answer.value_counts(normalize=True)
+        expected[qid] = float(share[wrong].mean()) if len(wrong) else float("nan")
+    fresh = after.qid.map(expected).to_numpy(dtype=float)
+    return {"attempts after a wrong attempt": int(len(after)),
+            "repeat its answer": float(repeated.mean()) if len(after) else float("nan"),
+            "fresh samples would": float(np.nanmean(fresh)) if np.isfinite(fresh).any() else float("nan")}
+
+
 def exclusion_bound(samples: pd.DataFrame, max_attempts: int = MAX_ATTEMPTS, draws: int = 200,
                     seed: int = 0) -> pd.DataFrame:
     """What reading the previous attempts' answers alone is worth: per number k of previous wrong attempts (0 to
