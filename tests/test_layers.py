@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ttc_utils"
 LAYERS = [
     {"checks", "flops", "world", "tokenizer", "aggregation", "batching", "model_spec", "cache", "difficulty",
      "estimators", "plots", "policy", "verifier", "tasks.base", "workers"},
-    {"tasks", "tasks.arithmetic", "tasks.math", "models", "head_padding"},
+    {"tasks", "tasks.arithmetic", "tasks.math", "models", "head_padding", "kv_cache"},
     {"transformers_policy", "vllm_policy", "token_verifier", "value_head", "open_prm", "registry", "training"},
     {"sampling", "labels", "verifier_training", "scoring", "search", "evaluation", "verifier_quality", "revisions",
      "revision_training", "chains"},
