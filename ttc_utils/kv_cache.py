@@ -22,8 +22,7 @@ class GrowingLayer(DynamicLayer):
     def update(self, key_states, value_states, *args, **kwargs):
         if not self.is_initialized:  # (the library's lazy_initialization differs between releases)
             self.device, self.is_initialized = key_states.device, True
-            self._k = self._v = None
-            self._len = 0
+            self._clear()
         new = key_states.shape[-2]
         if self._k is None or self._len + new > self._k.shape[-2]:
             self._reserve(self._len + new + GROW_BY, key_states, value_states)
@@ -46,8 +45,7 @@ class GrowingLayer(DynamicLayer):
     def _rebuild(self):
         """Buffers for `keys` / `values` as a library method left them (other rows, fewer tokens)."""
         if not self.is_initialized or self.keys is None or self.keys.numel() == 0:
-            self._k = self._v = None
-            self._len = 0
+            self._clear()
             return
         keys, values = self.keys, self.values
         self._len = keys.shape[-2]
@@ -73,6 +71,10 @@ class GrowingLayer(DynamicLayer):
 
     def reset(self):
         super().reset()
+        self._clear()
+
+    def _clear(self):
+        """No buffers and nothing cached."""
         self._k = self._v = None
         self._len = 0
 

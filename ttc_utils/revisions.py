@@ -106,13 +106,18 @@ def orm_labels(task, problems: list, chains: pd.DataFrame, context: int = MAX_AT
     return pd.DataFrame(rows, columns=["qid", "prompt", "completion", "correct", "targets"])
 
 
+def _by_chain(chains: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """`chains` in attempt order within each chain, and the keys of a chain (seed, when present, qid, chain)."""
+    keys = ["seed", "qid", "chain"] if "seed" in chains else ["qid", "chain"]
+    return chains.sort_values(keys + ["step"]), keys
+
+
 def context_effect(chains: pd.DataFrame) -> pd.DataFrame:
     """Does a revision read its context? Per kind of previous attempt (correct / wrong), the accuracy of the attempts
     that followed one, next to the first attempts' accuracy on the same questions (each question weighted as often as
     it has such a follower). Equal columns mean the attempts are as good as fresh samples whatever came before.
     `chains`: qid, chain, step, correct (and seed for several samplings)."""
-    keys = ["seed", "qid", "chain"] if "seed" in chains else ["qid", "chain"]
-    c = chains.sort_values(keys + ["step"])
+    c, keys = _by_chain(chains)
     previous = c.groupby(keys).correct.shift(1)
     first = c[c.step == 1].groupby(keys[:-1], as_index=False).correct.mean().rename(columns={"correct": "first"})
     follow = c[previous.notna()].assign(previous=previous[previous.notna()].astype(bool)).merge(first, on=keys[:-1])
@@ -129,8 +134,7 @@ def answer_repeats(chains: pd.DataFrame, samples: pd.DataFrame) -> dict[str, flo
     from the same pool, weighted by how often the question has such a follower in `chains`. Equal shares mean the
     previous answer is not read. `chains`: qid, chain, step, answer, correct (and seed); `samples`: qid, answer,
     correct."""
-    keys = ["seed", "qid", "chain"] if "seed" in chains else ["qid", "chain"]
-    c = chains.sort_values(keys + ["step"])
+    c, keys = _by_chain(chains)
     grouped = c.groupby(keys)
     prev_answer, prev_correct = grouped.answer.shift(1), grouped.correct.shift(1)
     after = c[prev_correct.eq(False) & prev_answer.notna()]
@@ -158,10 +162,9 @@ def exclusion_bound(samples: pd.DataFrame, max_attempts: int = MAX_ATTEMPTS, dra
     rng = np.random.default_rng([seed, 7])
     per_k: list[list[float]] = [[] for _ in range(max_attempts + 1)]
     for _, g in samples.groupby("qid", sort=True):
-        answers = g.answer.astype(object).where(g.answer.notna(), None).to_numpy()
         correct = g.correct.to_numpy(dtype=bool)
-        share = pd.Series(answers).value_counts(normalize=True, dropna=False).to_dict()
-        wrong = [a for a in answers[~correct] if a is not None]  # an unparsable attempt names no answer to avoid
+        share = g.answer.value_counts(normalize=True, dropna=False).to_dict()
+        wrong = g.answer[~correct & g.answer.notna()].tolist()  # an unparsable attempt names no answer to avoid
         pass1 = correct.mean()
         for k in range(max_attempts + 1):
             if k == 0 or not wrong or pass1 == 0:  # (nothing to gain; and no 0 / 0 when every answer is tried)
