@@ -174,8 +174,10 @@ def test_an_injected_name_that_is_no_parameter_fails_in_the_config_cell(tmp_path
 def test_03_revisions_smoke(tmp_path):
     run_smoke("03_revisions", tmp_path, ("nb03_revision_training", "fig06_revisions_seq_vs_par", "fig07_ratio_weighted",
                                          "fig10_ratio_majority", "fig15_revision_verifiers"))
-    findings = json.loads((FIGURES / "nb03_findings.json").read_text())["findings"]
+    numbers = json.loads((FIGURES / "nb03_findings.json").read_text())
+    findings = numbers["findings"]
     assert len(findings) == 6
+    assert len(numbers["context_reading"]) == 2
     assert all(f["verdict"] in ("holds", "fails", "inconclusive", "uninformative") for f in findings)
     fig7 = json.loads((FIGURES / "fig07_ratio_weighted.json").read_text())["per_budget"]
     assert {(r["budget"], r["ratio"]) for r in fig7} >= {(8, 1 / 8), (8, 0.5), (8, 2.0), (8, 8.0)}

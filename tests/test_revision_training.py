@@ -46,3 +46,26 @@ def test_a_revision_model_trains_and_is_cached(tiny_policy_dir, tmp_path):
     AutoModelForCausalLM.from_pretrained(spec.path)  # standard format
     again = train_revision_model(cache, ModelSpec(str(tiny_policy_dir)), TASK, TRAIN, traj, cfg, disable_tqdm=True)
     assert again.path == spec.path and train_record(again.path) == record
+
+
+def test_parting_probs_read_the_model_where_the_attempts_part(tiny_policy_dir):
+    import torch
+
+    from ttc_utils.revision_training import parting_probs
+    from ttc_utils.revisions import parting_pairs
+
+    pairs = parting_pairs(graded(TRAIN[:6]), per_question=2, seed=0)
+    probs = parting_probs(ModelSpec(str(tiny_policy_dir)), TASK, TRAIN[:6], pairs, batch_size=5)  # several batches
+    assert (probs.context.value_counts() == len(pairs)).all()  # every pair parts, once per context
+    tok, lm = AutoTokenizer.from_pretrained(tiny_policy_dir), AutoModelForCausalLM.from_pretrained(tiny_policy_dir)
+    by_qid = {p.qid: p for p in TRAIN}
+    rows = probs[probs.context == "wrong attempt"].reset_index(drop=True)
+    for pair, row in zip(pairs.itertuples(), rows.itertuples()):  # one unpadded forward pass each, the long way
+        prompt = TASK.prompt(by_qid[pair.qid], [pair.wrong])
+        r, w = tok(prompt + pair.right).input_ids, tok(prompt + pair.wrong).input_ids
+        part = next(i for i, (a, b) in enumerate(zip(r, w)) if a != b)
+        with torch.no_grad():
+            p = lm(input_ids=torch.tensor([r[:part]])).logits[0, -1].softmax(-1)
+        assert row.qid == pair.qid
+        assert row.p_wrong == pytest.approx(float(p[w[part]]), abs=1e-5)
+        assert row.p_right == pytest.approx(float(p[r[part]]), abs=1e-5)

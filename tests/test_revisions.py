@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ttc_utils.revisions import MAX_ATTEMPTS, chain_context, chain_shape, closest, trajectories
+from ttc_utils.revisions import MAX_ATTEMPTS, chain_context, chain_shape, closest, parting_pairs, trajectories
 from ttc_utils.tasks.arithmetic import ArithmeticTask
 
 TASK = ArithmeticTask()
@@ -166,3 +166,18 @@ def test_answer_repeats_compares_revisions_with_fresh_samples_of_the_same_questi
     # a wrong pool sample of q has answer 3 (2 of 3 draws, share 0.5) or 4 (share 0.25)
     assert out["fresh samples would"] == pytest.approx((2 * 0.5 + 0.25) / 3)
     assert answer_repeats(chains.assign(seed=1), pool) == out
+
+
+def test_parting_pairs_hold_a_correct_sample_and_the_wrong_one_closest_to_it():
+    samples = graded(TRAIN)
+    only_right = samples[samples.qid == TRAIN[0].qid].assign(correct=True, answer="1")  # no wrong sample: no pair
+    samples = pd.concat([samples[samples.qid != TRAIN[0].qid], only_right])
+    pairs = parting_pairs(samples, per_question=3, seed=0)
+    assert set(pairs.qid) == {p.qid for p in TRAIN[1:]}
+    assert pairs.groupby("qid").size().eq(3).all()
+    for row in pairs.itertuples():
+        g = samples[(samples.qid == row.qid) & samples.answer.notna()]
+        assert row.right in set(g.text[g.correct]) and row.wrong in set(g.text[~g.correct])
+        wrong = g.text[~g.correct].tolist()
+        assert row.wrong == wrong[closest(row.right, wrong)]
+    assert pairs.equals(parting_pairs(samples, per_question=3, seed=0))

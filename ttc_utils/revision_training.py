@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 
+from .batching import right_pad
 from .cache import Cache, content_key
 from .checks import check, check_choice, check_int, check_positive
 from .model_spec import ModelSpec
@@ -139,6 +141,35 @@ def _train(base: ModelSpec, task, problems, traj, cfg: RevisionTrainConfig, out_
                                                                {str(a): int(b) for a, b in v.items()})
                                                            for k, v in record.items()}, indent=1))
     history.to_parquet(out_dir / "log_history.parquet", index=False)
+
+
+@torch.no_grad()
+def parting_probs(model: ModelSpec, task, problems: list, pairs: pd.DataFrame, batch_size: int = 128) -> pd.DataFrame:
+    """Does `model` read the previous attempt? For each pair (qid, wrong, right) of `revisions.parting_pairs`, at the
+    first token where the right attempt departs from the wrong one: the probability of the wrong attempt's token and
+    of the right one's, after the question alone (context "none") and after the question with the wrong attempt in
+    context ("wrong attempt"). A model that reads it moves probability from the first to the second; one that ignores
+    it gives equal columns. One forward pass per pair and context; no sampling. Columns: qid, context, p_wrong,
+    p_right (pairs whose token ids never part, e.g. a right attempt extending the wrong one, are left out)."""
+    tokenizer = AutoTokenizer.from_pretrained(model.path, revision=model.revision)
+    lm = AutoModelForCausalLM.from_pretrained(model.path, revision=model.revision).to(model.device).eval()
+    by_qid = {p.qid: p for p in problems}
+    rows = []
+    for context in ("none", "wrong attempt"):
+        items = []
+        for qid, wrong, right in zip(pairs.qid, pairs.wrong, pairs.right):
+            prompt = task.prompt(by_qid[qid], [wrong] if context == "wrong attempt" else [])
+            r, w = tokenizer(prompt + right).input_ids, tokenizer(prompt + wrong).input_ids
+            part = next((i for i, (a, b) in enumerate(zip(r, w)) if a != b), None)
+            if part is not None:
+                items.append((qid, r[:part], w[part], r[part]))
+        for i in range(0, len(items), batch_size):
+            batch = items[i:i + batch_size]
+            x, mask = right_pad([b[1] for b in batch], tokenizer.pad_token_id)
+            logits = lm(input_ids=x.to(lm.device), attention_mask=mask.to(lm.device)).logits.float()
+            last = logits[torch.arange(len(batch)), mask.sum(1).to(lm.device) - 1].softmax(-1).cpu()
+            rows += [(b[0], context, float(p[b[2]]), float(p[b[3]])) for b, p in zip(batch, last)]
+    return pd.DataFrame(rows, columns=["qid", "context", "p_wrong", "p_right"])
 
 
 def train_record(path: str) -> dict:

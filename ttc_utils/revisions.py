@@ -174,3 +174,20 @@ def exclusion_bound(samples: pd.DataFrame, max_attempts: int = MAX_ATTEMPTS, dra
             per_k[k].append(np.mean([pass1 / (1 - sum(share[a] for a in t)) for t in tried]))
     return pd.DataFrame({"previous_wrong_attempts": range(max_attempts + 1),
                          "pass@1": [float(np.mean(v)) for v in per_k]})
+
+
+def parting_pairs(samples: pd.DataFrame, per_question: int = 4, seed: int = 0) -> pd.DataFrame:
+    """Pairs (qid, wrong, right) for `parting_probs`: per question with both kinds of sample, `per_question` correct
+    samples drawn at random, each with the wrong sample closest to it by edit distance (the trajectories' last
+    attempt), so the two share a long start and part where the wrong one went wrong. `samples`: qid, text, answer,
+    correct (graded samples, e.g. notebook 01's pool)."""
+    check_int("per_question", per_question)
+    rows = []
+    for qid, g in samples[samples.answer.notna()].groupby("qid", sort=True):
+        right, wrong = g.text[g.correct.astype(bool)].tolist(), g.text[~g.correct.astype(bool)].tolist()
+        if not right or not wrong:
+            continue
+        rng = np.random.default_rng(derive_seed(seed, "parting", qid))
+        for i in rng.integers(len(right), size=per_question):
+            rows.append((qid, wrong[closest(right[i], wrong)], right[i]))
+    return pd.DataFrame(rows, columns=["qid", "wrong", "right"])

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..cache import content_key
 from ..chains import pool_lengths, sample_chains
-from ..findings import Arm, Claim
+from ..findings import Arm, Claim, decide
 from ..model_spec import ModelSpec
 from ..policy import SamplingParams, derive_seed
 from ..results import chain_results
-from ..revision_training import RevisionTrainConfig, train_revision_model
-from ..revisions import MAX_ATTEMPTS, chain_prompts, context_effect, orm_labels, trajectories
+from ..revision_training import RevisionTrainConfig, parting_probs, train_revision_model
+from ..revisions import MAX_ATTEMPTS, chain_prompts, context_effect, orm_labels, parting_pairs, trajectories
 from ..sampling import sample_problems
 from ..scoring import score_solutions
 from ..verifier_training import train_verifier
@@ -50,6 +51,26 @@ def revision_model(cfg, policy: ModelSpec) -> tuple[ModelSpec, pd.DataFrame]:
                                     seed=cfg.seed)
     spec = train_revision_model(cfg.cache(), policy, task, problems, traj, train_cfg)
     return ModelSpec(spec.path, device=cfg.device, param="the revision model"), traj
+
+
+def context_reading(cfg, model: ModelSpec, pool: pd.DataFrame, per_question: int = 4
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per pair and context, the probabilities of `revision_training.parting_probs`; two findings): does the revision
+    model read a wrong attempt in its context? Pairs of a correct and the closest wrong sample from the pool (notebook
+    01's) on the chain questions; at the token where they part, the findings compare the wrong token's probability
+    (and the right one's) with the wrong attempt in context and without, per question, with a paired bootstrap CI.
+    No sampling: two forward passes per pair, cached."""
+    task, problems = common.task(cfg), test_subset(cfg)
+    pairs = parting_pairs(pool[pool.qid.isin({p.qid for p in problems})], per_question, seed=cfg.seed)
+    key = {"model": model.key(), "task": task.key, "pairs": content_key(pairs.to_dict("list"))}
+    probs = cfg.cache().table("parting-probs", key, lambda: parting_probs(model, task, problems, pairs))
+    rows = pd.concat([probs.assign(setting=probs.context.map(lambda c: f"{col} | {c}"), correct=probs[col])
+                      for col in ("p_wrong", "p_right")], ignore_index=True)  # findings read `correct` per setting
+    claims = [Claim("where a right attempt parts from the wrong one in context, the revision model gives the wrong "
+                    "token less probability than with no attempt in context",
+                    Arm("p_wrong | none"), Arm("p_wrong | wrong attempt")),
+              Claim("... and the right token more", Arm("p_right | wrong attempt"), Arm("p_right | none"))]
+    return probs, decide(rows, claims, seed=cfg.seed)
 
 
 def chain_lengths(cfg) -> list[int]:
