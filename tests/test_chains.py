@@ -109,3 +109,46 @@ def test_a_chain_stops_revising_once_the_verifier_is_confident():
     assert out.correct.tolist() == [True]  # "1" (0.95) beats "3" (0.5)
     never = revise_until_confident(t, "score", 1.1, sequential=3, parallel=2, seed=0)
     assert never.generations.tolist() == [6] and never.correct.tolist() == [False]  # "2" (0.99) vs "3" (0.5)
+
+
+def _reference_chain_accuracy(chains, sequential, parallel, rule, seed, score_col=None):
+    """chain_accuracy as it was written first, over pandas groups: the reference the numpy version must match."""
+    import numpy as np
+
+    from ttc_utils.estimators import select, weighted_winner
+    from ttc_utils.policy import derive_seed
+    part = chains[(chains.step <= sequential) & (chains.chain < parallel)]
+    rows = []
+    for qid, q in part.groupby("qid", sort=False):
+        rng = np.random.default_rng(derive_seed(seed, "chains", qid, sequential, parallel, rule))
+        if rule == "majority":
+            ok = select("majority", q.answer, q.correct.to_numpy(), None, rng)
+        else:
+            winners = []
+            for _, c in q.groupby("chain", sort=True):
+                w = weighted_winner(c.answer, c[score_col].to_numpy(), rng)
+                if w is not None:
+                    same = c.answer.to_numpy() == c.answer.iloc[w]
+                    winners.append((c.answer.iloc[w], bool(c.correct.iloc[w]), float(c[score_col][same].max())))
+            ok = bool(winners) and select("best_of_n_weighted", pd.Series([w[0] for w in winners], dtype=object),
+                                          np.array([w[1] for w in winners]), np.array([w[2] for w in winners]), rng)
+        rows.append((qid, bool(ok), sequential * parallel))
+    return pd.DataFrame(rows, columns=["qid", "correct", "generations"])
+
+
+@pytest.mark.parametrize("rule", ["majority", "best_of_n_weighted"])
+def test_selection_matches_the_pandas_group_reference_tie_for_tie(rule):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    rows = []
+    for q in range(60):  # few distinct answers and coarse scores: many ties, so the random draws decide
+        for chain in range(8):
+            for step in range(1, 9):
+                answer = None if rng.random() < 0.1 else str(rng.integers(3))
+                rows.append((f"q{q}", chain, step, answer, answer == "0", float(rng.integers(3)) / 2))
+    t = table(rows).sample(frac=1.0, random_state=1)  # rows out of order: order within a chain must not matter
+    t["answer"] = t.answer.astype("str")  # the pandas string dtype of cached chains (missing answers NaN)
+    for s, p in [(1, 1), (2, 4), (8, 1), (1, 8), (8, 8)]:
+        got = chain_accuracy(t, s, p, rule, seed=3, score_col="score")
+        want = _reference_chain_accuracy(t, s, p, rule, seed=3, score_col="score")
+        pd.testing.assert_frame_equal(got, want)
