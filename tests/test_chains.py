@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from ttc_utils.cache import Cache
-from ttc_utils.chains import chain_accuracy, pool_lengths, sample_chains
+from ttc_utils.chains import chain_accuracy, chains_cached, pool_lengths, sample_chains
 from ttc_utils.model_spec import ModelSpec
 from ttc_utils.policy import SAMPLE_COLUMNS, SamplingParams
 from ttc_utils.registry import register_policy_backend
@@ -49,8 +49,11 @@ def test_a_pool_serves_every_shape_with_the_fewest_attempts():
 
 def test_every_attempt_sees_the_most_recent_attempts_of_its_chain(policy, tmp_path):
     lengths = [7, 3]
+    assert not chains_cached(Cache(tmp_path), policy, TASK, TEST, lengths, SamplingParams(), seed=0, context=4)
     chains = sample_chains(Cache(tmp_path), policy, TASK, TEST, lengths, SamplingParams(), seed=0, context=4,
                            progress=False)
+    assert chains_cached(Cache(tmp_path), policy, TASK, TEST, lengths, SamplingParams(), seed=0, context=4)
+    assert not chains_cached(Cache(tmp_path), policy, TASK, TEST, lengths, SamplingParams(), seed=1, context=4)
     assert len(chains) == len(TEST) * sum(lengths)
     assert chains.groupby(["qid", "chain"]).step.max().tolist() == lengths * len(TEST)
     prompts = [p for call in RevisingPolicy.calls for p in call]

@@ -36,6 +36,19 @@ def pool_lengths(shapes: list[tuple[int, int]], min_chains: int = 0, min_length:
             for c in range(chains)]
 
 
+def _chains_key(policy, task, problems, lengths, params, seed, context, questions_per_chunk, batch_size) -> dict:
+    return {"policy": policy.key(), "task": task.key, "questions": content_key([p.qid for p in problems]),
+            "sampling": asdict(replace(params, n=1)), "lengths": lengths, "context": context, "seed": seed,
+            "questions_per_chunk": questions_per_chunk, "batch_size": batch_size}
+
+
+def chains_cached(cache: Cache, policy, task, problems: list, lengths: list[int], params: SamplingParams, seed: int,
+                  context: int = MAX_ATTEMPTS, questions_per_chunk: int = 128, batch_size: int = 512) -> bool:
+    """Whether the cache holds every chunk of `sample_chains` with these arguments."""
+    key = _chains_key(policy, task, problems, lengths, params, seed, context, questions_per_chunk, batch_size)
+    return not cache.missing("chains", key, len(question_chunks(problems, questions_per_chunk)))
+
+
 def sample_chains(cache: Cache, policy, task, problems: list, lengths: list[int], params: SamplingParams, seed: int,
                   context: int = MAX_ATTEMPTS, questions_per_chunk: int = 128, batch_size: int = 512,
                   progress: bool = True) -> pd.DataFrame:
@@ -50,9 +63,7 @@ def sample_chains(cache: Cache, policy, task, problems: list, lengths: list[int]
     # token, not per sequence, on a small model
     chunks = question_chunks(problems, questions_per_chunk)
     one = replace(params, n=1)
-    key = {"policy": policy.key(), "task": task.key, "questions": content_key([p.qid for p in problems]),
-           "sampling": asdict(one), "lengths": lengths, "context": context, "seed": seed,
-           "questions_per_chunk": questions_per_chunk, "batch_size": batch_size}
+    key = _chains_key(policy, task, problems, lengths, params, seed, context, questions_per_chunk, batch_size)
     model = Lazy(lambda: kept_policy(policy, batch_size=batch_size, progress=False))
 
     def compute(i: int) -> pd.DataFrame:

@@ -57,7 +57,7 @@ def revision_tables(cfg) -> dict:
     ladder, _ = common.ladder(c)
     policy = common.base_policy(c, ladder)
     model, _ = revision_stages.revision_model(c, policy)
-    chains = pd.concat([revision_stages.test_chains(c, model, s) for s in range(c.revision_seeds)], ignore_index=True)
+    chains = revision_stages.all_test_chains(c, model)
     pool = pool_stages.sample_pool(c, ladder)
     bins = pool_stages.difficulty_bins(c, pool)
     base = prm_search.verifier_base(c, ladder)

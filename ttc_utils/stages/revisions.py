@@ -3,16 +3,18 @@ revision ORM (with and without the previous attempts in context), verifier score
 notebook's results table.
 
     model, traj = revision_model(cfg, policy)          # trajectories from the base policy's samples, fine-tuned
-    chains = test_chains(cfg, model, seed=0)           # one pool of chains that serves every (S, P)
+    chains = all_test_chains(cfg, model)               # per sampling seed, one pool of chains for every (S, P)
     orm = revision_orm(cfg, model, base, history=True) # an ORM trained on the revision model's own chains
     scored = score_chains(cfg, orm, chains, "revision ORM", history=True)
 """
 from __future__ import annotations
 
+from functools import partial
+
 import pandas as pd
 
 from ..cache import content_key
-from ..chains import pool_lengths, sample_chains
+from ..chains import chains_cached, pool_lengths, sample_chains
 from ..findings import Arm, Claim, decide
 from ..model_spec import ModelSpec
 from ..policy import SamplingParams, derive_seed
@@ -22,6 +24,7 @@ from ..revisions import MAX_ATTEMPTS, chain_prompts, context_effect, orm_labels,
 from ..sampling import sample_problems
 from ..scoring import score_solutions
 from ..verifier_training import train_verifier
+from ..workers import run_jobs
 from . import common
 from .prm_search import verifier_train_config
 
@@ -79,16 +82,36 @@ def chain_lengths(cfg) -> list[int]:
     return pool_lengths(cfg.revision_shapes(), cfg.revision_chains, cfg.revision_steps)
 
 
-def _chains(cfg, model: ModelSpec, problems: list, lengths: list[int], seed: int) -> pd.DataFrame:
-    params = SamplingParams(temperature=cfg.temperature, max_new_tokens=common.max_new_tokens(cfg))
-    chains = sample_chains(cfg.cache(), model, common.task(cfg), problems, lengths, params, seed,
-                           context=cfg.revision_context)
+def _chain_params(cfg) -> SamplingParams:
+    return SamplingParams(temperature=cfg.temperature, max_new_tokens=common.max_new_tokens(cfg))
+
+
+def _chains(cfg, model: ModelSpec, problems: list, lengths: list[int], seed: int, progress: bool = True
+            ) -> pd.DataFrame:
+    chains = sample_chains(cfg.cache(), model, common.task(cfg), problems, lengths, _chain_params(cfg), seed,
+                           context=cfg.revision_context, progress=progress)
     return chains.assign(sample_index=chains.chain * (max(lengths) + 1) + chains.step)
 
 
-def test_chains(cfg, model: ModelSpec, seed: int) -> pd.DataFrame:
+def _test_seed(cfg, seed: int) -> int:
+    return derive_seed(cfg.seed, "chains", seed) % 2**31
+
+
+def test_chains(cfg, model: ModelSpec, seed: int, progress: bool = True) -> pd.DataFrame:
     """The test pool of chains (`chain_lengths`) for one sampling seed."""
-    return _chains(cfg, model, test_subset(cfg), chain_lengths(cfg), derive_seed(cfg.seed, "chains", seed) % 2**31)
+    return _chains(cfg, model, test_subset(cfg), chain_lengths(cfg), _test_seed(cfg, seed), progress)
+
+
+def all_test_chains(cfg, model: ModelSpec, progress: bool = True) -> pd.DataFrame:
+    """The test pools of every sampling seed (`revision_seeds`), one table. The seeds not cached yet are sampled side
+    by side by the workers (one torch thread each; the samples are those of one process), under one progress bar."""
+    pending = [s for s in range(cfg.revision_seeds)
+               if not chains_cached(cfg.cache(), model, common.task(cfg), test_subset(cfg), chain_lengths(cfg),
+                                    _chain_params(cfg), _test_seed(cfg, s), context=cfg.revision_context)]
+    run_jobs([partial(test_chains, cfg, model, s, False) for s in pending], cfg.cpu_workers(),
+             f"revision chains ({len(pending)} seeds)", progress)
+    return pd.concat([test_chains(cfg, model, s, progress=False) for s in range(cfg.revision_seeds)],
+                     ignore_index=True)
 
 
 def revision_orm(cfg, model: ModelSpec, base: ModelSpec, history: bool) -> ModelSpec:
