@@ -12,6 +12,7 @@ from __future__ import annotations
 from functools import partial
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 from ..cache import content_key
 from ..chains import chains_cached, pool_lengths, sample_chains
@@ -103,13 +104,22 @@ def test_chains(cfg, model: ModelSpec, seed: int, progress: bool = True) -> pd.D
 
 
 def all_test_chains(cfg, model: ModelSpec, progress: bool = True) -> pd.DataFrame:
-    """The test pools of every sampling seed (`revision_seeds`), one table. The seeds not cached yet are sampled side
-    by side by the workers (one torch thread each; the samples are those of one process), under one progress bar."""
+    """The test pools of every sampling seed (`revision_seeds`), one table, under one progress bar. Seeds not cached
+    yet are sampled side by side by the workers, one torch thread each (the same samples as in one process), as many
+    at a time as there are workers; a seed left over runs here on every thread, since one seed alone on one thread is
+    slower. Measured on 2 cores (default profile, AVX2): two seeds side by side 805 s, one seed on two threads 530 s."""
     pending = [s for s in range(cfg.revision_seeds)
                if not chains_cached(cfg.cache(), model, common.task(cfg), test_subset(cfg), chain_lengths(cfg),
                                     _chain_params(cfg), _test_seed(cfg, s), context=cfg.revision_context)]
-    run_jobs([partial(test_chains, cfg, model, s, False) for s in pending], cfg.cpu_workers(),
-             f"revision chains ({len(pending)} seeds)", progress)
+    workers = cfg.cpu_workers()
+    side_by_side = len(pending) // workers * workers if workers > 1 else 0
+    with tqdm(total=len(pending), desc=f"revision chains ({len(test_subset(cfg))} questions)",
+              disable=not (pending and progress) or None) as bar:
+        run_jobs([partial(test_chains, cfg, model, s, False) for s in pending[:side_by_side]], workers, progress=False)
+        bar.update(side_by_side)
+        for s in pending[side_by_side:]:
+            test_chains(cfg, model, s, progress=False)
+            bar.update(1)
     return pd.concat([test_chains(cfg, model, s, progress=False) for s in range(cfg.revision_seeds)],
                      ignore_index=True)
 
