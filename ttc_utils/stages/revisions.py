@@ -70,10 +70,11 @@ def context_reading(cfg, model: ModelSpec, pool: pd.DataFrame, per_question: int
     probs = cfg.cache().table("parting-probs", key, lambda: parting_probs(model, task, problems, pairs))
     rows = pd.concat([probs.assign(setting=probs.context.map(lambda c: f"{col} | {c}"), correct=probs[col])
                       for col in ("p_wrong", "p_right")], ignore_index=True)  # findings read `correct` per setting
-    claims = [Claim("where a right attempt parts from the wrong one in context, the revision model gives the wrong "
-                    "token less probability than with no attempt in context",
+    where = "where a right attempt parts from the wrong one in its context than with no attempt in context"
+    claims = [Claim(f"the revision model gives the wrong attempt's token less probability {where}",
                     Arm("p_wrong | none"), Arm("p_wrong | wrong attempt")),
-              Claim("... and the right token more", Arm("p_right | wrong attempt"), Arm("p_right | none"))]
+              Claim(f"the revision model gives the right attempt's token more probability {where}",
+                    Arm("p_right | wrong attempt"), Arm("p_right | none"))]
     return probs, decide(rows, claims, seed=cfg.seed)
 
 
