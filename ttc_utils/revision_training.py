@@ -26,6 +26,7 @@ from .cache import Cache, content_key
 from .checks import check, check_choice, check_int, check_positive
 from .model_spec import ModelSpec
 from .training import Corpus, collate_solution_loss, quiet_trainer
+from .value_head import load_backbone
 
 
 @dataclass(frozen=True)
@@ -151,8 +152,7 @@ def parting_probs(model: ModelSpec, task, problems: list, pairs: pd.DataFrame, b
     context ("wrong attempt"). A model that reads it moves probability from the first to the second; one that ignores
     it gives equal columns. One forward pass per pair and context; no sampling. Columns: qid, context, p_wrong,
     p_right (pairs whose token ids never part, e.g. a right attempt extending the wrong one, are left out)."""
-    tokenizer = AutoTokenizer.from_pretrained(model.path, revision=model.revision)
-    lm = AutoModelForCausalLM.from_pretrained(model.path, revision=model.revision).to(model.device).eval()
+    lm, tokenizer = load_backbone(model.path, model.device, model.dtype, model.revision)
     by_qid = {p.qid: p for p in problems}
     rows = []
     for context in ("none", "wrong attempt"):
