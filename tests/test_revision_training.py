@@ -66,6 +66,6 @@ def test_parting_probs_read_the_model_where_the_attempts_part(tiny_policy_dir):
         part = next(i for i, (a, b) in enumerate(zip(r, w)) if a != b)
         with torch.no_grad():
             p = lm(input_ids=torch.tensor([r[:part]])).logits[0, -1].softmax(-1)
-        assert row.qid == pair.qid
+        assert row.qid == pair.qid and row.pair == pair.Index
         assert row.p_wrong == pytest.approx(float(p[w[part]]), abs=1e-5)
         assert row.p_right == pytest.approx(float(p[r[part]]), abs=1e-5)

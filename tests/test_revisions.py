@@ -4,7 +4,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ttc_utils.revisions import MAX_ATTEMPTS, chain_context, chain_shape, closest, parting_pairs, trajectories
+from ttc_utils.revisions import (
+    MAX_ATTEMPTS,
+    chain_context,
+    chain_shape,
+    closest,
+    on_reference,
+    parting_pairs,
+    trajectories,
+)
 from ttc_utils.tasks.arithmetic import ArithmeticTask
 
 TASK = ArithmeticTask()
@@ -181,3 +189,28 @@ def test_parting_pairs_hold_a_correct_sample_and_the_wrong_one_closest_to_it():
         wrong = g.text[~g.correct].tolist()
         assert row.wrong == wrong[closest(row.right, wrong)]
     assert pairs.equals(parting_pairs(samples, per_question=3, seed=0))
+
+
+def test_on_reference_asks_whether_the_right_attempt_still_computes_right_where_the_two_part():
+    from ttc_utils.world import make_problem
+
+    p = make_problem(6, [("-", 3), ("+", 1), ("*", 7)])  # 3+1*7, 4*7, 8, A:8
+    assert p.steps == ("3+1*7", "4*7", "8") and p.answer == 8
+    ref = "3+1*7\n4*7\n8\nA:8\n"
+    slip = "3+1*7\n5*7\n5\nA:5\n"  # a wrong value at step 2
+    assert on_reference(TASK, p, slip, ref)
+    lucky = "2+1*7\n3*7\n8\nA:8\n"  # a wrong step 1, the right answer by luck
+    assert not on_reference(TASK, p, "2+1*7\n3*7\n1\nA:1\n", lucky)  # they part at step 3, after lucky's slip
+    assert not on_reference(TASK, p, slip, lucky)  # they part at step 1, the lucky attempt's own wrong step
+    half = "3+1*7\n9*7\n8\nA:8\n"  # step 1 right, step 2 wrong
+    assert not on_reference(TASK, p, slip, half)  # they part at the first character of step 2
+    assert on_reference(TASK, p, "3+1*7\n4*7\n8\nA:3\n", ref)  # they part on the answer line
+    assert not on_reference(TASK, p, "2+1*7\n3*7\n8\nA:3\n", lucky)
+
+    class NoStepTruth:  # a task like MATH: no per-step ground truth
+        split_steps = TASK.split_steps
+
+        def step_truth(self, problem, completion):
+            return None
+
+    assert on_reference(NoStepTruth(), p, slip, ref) is None

@@ -150,26 +150,27 @@ def parting_probs(model: ModelSpec, task, problems: list, pairs: pd.DataFrame, b
     first token where the right attempt departs from the wrong one: the probability of the wrong attempt's token and
     of the right one's, after the question alone (context "none") and after the question with the wrong attempt in
     context ("wrong attempt"). A model that reads it moves probability from the first to the second; one that ignores
-    it gives equal columns. One forward pass per pair and context; no sampling. Columns: qid, context, p_wrong,
-    p_right (pairs whose token ids never part, e.g. a right attempt extending the wrong one, are left out)."""
+    it gives equal columns. One forward pass per pair and context; no sampling. Columns: pair (the row of `pairs`),
+    qid, context, p_wrong, p_right (pairs whose token ids never part, e.g. a right attempt extending the wrong one, are
+    left out)."""
     lm, tokenizer = load_backbone(model.path, model.device, model.dtype, model.revision)
     by_qid = {p.qid: p for p in problems}
     rows = []
     for context in ("none", "wrong attempt"):
         items = []
-        for qid, wrong, right in zip(pairs.qid, pairs.wrong, pairs.right):
+        for pair, (qid, wrong, right) in enumerate(zip(pairs.qid, pairs.wrong, pairs.right)):
             prompt = task.prompt(by_qid[qid], [wrong] if context == "wrong attempt" else [])
             r, w = tokenizer(prompt + right).input_ids, tokenizer(prompt + wrong).input_ids
             part = next((i for i, (a, b) in enumerate(zip(r, w)) if a != b), None)
             if part is not None:
-                items.append((qid, r[:part], w[part], r[part]))
+                items.append((pair, qid, r[:part], w[part], r[part]))
         for i in range(0, len(items), batch_size):
             batch = items[i:i + batch_size]
-            x, mask = right_pad([b[1] for b in batch], tokenizer.pad_token_id)
+            x, mask = right_pad([b[2] for b in batch], tokenizer.pad_token_id)
             logits = lm(input_ids=x.to(lm.device), attention_mask=mask.to(lm.device)).logits.float()
             last = logits[torch.arange(len(batch)), mask.sum(1).to(lm.device) - 1].softmax(-1).cpu()
-            rows += [(b[0], context, float(p[b[2]]), float(p[b[3]])) for b, p in zip(batch, last)]
-    return pd.DataFrame(rows, columns=["qid", "context", "p_wrong", "p_right"])
+            rows += [(b[0], b[1], context, float(p[b[3]]), float(p[b[4]])) for b, p in zip(batch, last)]
+    return pd.DataFrame(rows, columns=["pair", "qid", "context", "p_wrong", "p_right"])
 
 
 def train_record(path: str) -> dict:

@@ -191,3 +191,17 @@ def parting_pairs(samples: pd.DataFrame, per_question: int = 4, seed: int = 0) -
         for i in rng.integers(len(right), size=per_question):
             rows.append((qid, wrong[closest(right[i], wrong)], right[i]))
     return pd.DataFrame(rows, columns=["qid", "wrong", "right"])
+
+
+def on_reference(task, problem, wrong: str, right: str) -> bool | None:
+    """Is the right attempt still on the reference path through the step where it parts from the wrong one? None
+    where the task has no per-step truth (MATH). A right final answer is no proof of a right step: in the world, a
+    chain that went wrong lands on the right answer by luck (the guess rate), and where such an attempt parts from a
+    wrong one, its token is a lucky slip rather than the right computation."""
+    truth = task.step_truth(problem, right)
+    if truth is None:
+        return None
+    part = next((i for i, (a, b) in enumerate(zip(wrong, right)) if a != b), min(len(wrong), len(right)))
+    ends = np.cumsum([len(s) for s in task.split_steps(right)])
+    step = int(np.searchsorted(ends, part, side="right"))  # the step holding the right attempt's parting character
+    return bool(truth[step]) if step < len(truth) else bool(all(truth))
