@@ -56,16 +56,17 @@ def test_parting_probs_read_the_model_where_the_attempts_part(tiny_policy_dir):
 
     pairs = parting_pairs(graded(TRAIN[:6]), per_question=2, seed=0)
     probs = parting_probs(ModelSpec(str(tiny_policy_dir)), TASK, TRAIN[:6], pairs, batch_size=5)  # several batches
-    assert (probs.context.value_counts() == len(pairs)).all()  # every pair parts, once per context
+    assert (probs.context.value_counts() == len(pairs)).all() and probs.context.nunique() == 3  # once per context
     tok, lm = AutoTokenizer.from_pretrained(tiny_policy_dir), AutoModelForCausalLM.from_pretrained(tiny_policy_dir)
     by_qid = {p.qid: p for p in TRAIN}
-    rows = probs[probs.context == "wrong attempt"].reset_index(drop=True)
-    for pair, row in zip(pairs.itertuples(), rows.itertuples()):  # one unpadded forward pass each, the long way
-        prompt = TASK.prompt(by_qid[pair.qid], [pair.wrong])
-        r, w = tok(prompt + pair.right).input_ids, tok(prompt + pair.wrong).input_ids
-        part = next(i for i, (a, b) in enumerate(zip(r, w)) if a != b)
-        with torch.no_grad():
-            p = lm(input_ids=torch.tensor([r[:part]])).logits[0, -1].softmax(-1)
-        assert row.qid == pair.qid and row.pair == pair.Index
-        assert row.p_wrong == pytest.approx(float(p[w[part]]), abs=1e-5)
-        assert row.p_right == pytest.approx(float(p[r[part]]), abs=1e-5)
+    for context, column in (("wrong attempt", "wrong"), ("unrelated attempt", "unrelated")):
+        rows = probs[probs.context == context].reset_index(drop=True)
+        for pair, row in zip(pairs.itertuples(), rows.itertuples()):  # one unpadded forward pass each, the long way
+            prompt = TASK.prompt(by_qid[pair.qid], [getattr(pair, column)])
+            r, w = tok(prompt + pair.right).input_ids, tok(prompt + pair.wrong).input_ids
+            part = next(i for i, (a, b) in enumerate(zip(r, w)) if a != b)
+            with torch.no_grad():
+                p = lm(input_ids=torch.tensor([r[:part]])).logits[0, -1].softmax(-1)
+            assert row.qid == pair.qid and row.pair == pair.Index
+            assert row.p_wrong == pytest.approx(float(p[w[part]]), abs=1e-5)
+            assert row.p_right == pytest.approx(float(p[r[part]]), abs=1e-5)

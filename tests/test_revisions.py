@@ -189,6 +189,12 @@ def test_parting_pairs_hold_a_correct_sample_and_the_wrong_one_closest_to_it():
         wrong = g.text[~g.correct].tolist()
         assert row.wrong == wrong[closest(row.right, wrong)]
     assert pairs.equals(parting_pairs(samples, per_question=3, seed=0))
+    # the control context: the wrong attempt of another question's pair
+    assert (pairs.unrelated.to_numpy() == pairs.wrong.to_numpy()[np.roll(np.arange(len(pairs)), -3)]).all()
+    wrong_of = samples[~samples.correct.astype(bool)].groupby("qid").text.agg(set)
+    assert all(u not in wrong_of[q] for q, u in zip(pairs.qid, pairs.unrelated))
+    one = parting_pairs(samples[samples.qid == TRAIN[1].qid], per_question=2, seed=0)
+    assert len(one) == 2 and one.unrelated.isna().all()  # one question: nothing unrelated to show
 
 
 def test_on_reference_asks_whether_the_right_attempt_still_computes_right_where_the_two_part():

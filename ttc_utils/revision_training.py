@@ -144,22 +144,31 @@ def _train(base: ModelSpec, task, problems, traj, cfg: RevisionTrainConfig, out_
     history.to_parquet(out_dir / "log_history.parquet", index=False)
 
 
+# `parting_probs`' contexts: the column of `parting_pairs` whose attempt precedes the question, if any
+CONTEXTS = {"none": None, "unrelated attempt": "unrelated", "wrong attempt": "wrong"}
+
+
 @torch.no_grad()
 def parting_probs(model: ModelSpec, task, problems: list, pairs: pd.DataFrame, batch_size: int = 128) -> pd.DataFrame:
-    """Does `model` read the previous attempt? For each pair (qid, wrong, right) of `revisions.parting_pairs`, at the
-    first token where the right attempt departs from the wrong one: the probability of the wrong attempt's token and
-    of the right one's, after the question alone (context "none") and after the question with the wrong attempt in
-    context ("wrong attempt"). A model that reads it moves probability from the first to the second; one that ignores
-    it gives equal columns. One forward pass per pair and context; no sampling. Columns: pair (the row of `pairs`),
+    """Does `model` read the previous attempt? For each pair (qid, wrong, right, unrelated) of
+    `revisions.parting_pairs`, at the first token where the right attempt departs from the wrong one: the probability
+    of the wrong attempt's token and of the right one's, after the question alone (context "none"), after the question
+    with another question's attempt in context ("unrelated attempt": a context with nothing to read, so a model that is
+    merely better or worse with any attempt before it moves here too) and with the wrong attempt in context ("wrong
+    attempt"). A model that reads it moves probability from the first token to the second between the unrelated and
+    the wrong attempt; one that ignores it gives equal columns. One forward pass per pair and context; no sampling.
+    Columns: pair (the row of `pairs`),
     qid, context, p_wrong, p_right (pairs whose token ids never part, e.g. a right attempt extending the wrong one, are
     left out)."""
     lm, tokenizer = load_backbone(model.path, model.device, model.dtype, model.revision)
     by_qid = {p.qid: p for p in problems}
     rows = []
-    for context in ("none", "wrong attempt"):
+    for context, column in CONTEXTS.items():
+        if column and (column not in pairs or pairs[column].isna().any()):  # (one question: nothing unrelated)
+            continue
         items = []
         for pair, (qid, wrong, right) in enumerate(zip(pairs.qid, pairs.wrong, pairs.right)):
-            prompt = task.prompt(by_qid[qid], [wrong] if context == "wrong attempt" else [])
+            prompt = task.prompt(by_qid[qid], [pairs[column].iat[pair]] if column else [])
             r, w = tokenizer(prompt + right).input_ids, tokenizer(prompt + wrong).input_ids
             part = next((i for i, (a, b) in enumerate(zip(r, w)) if a != b), None)
             if part is not None:

@@ -177,10 +177,11 @@ def exclusion_bound(samples: pd.DataFrame, max_attempts: int = MAX_ATTEMPTS, dra
 
 
 def parting_pairs(samples: pd.DataFrame, per_question: int = 4, seed: int = 0) -> pd.DataFrame:
-    """Pairs (qid, wrong, right) for `parting_probs`: per question with both kinds of sample, `per_question` correct
-    samples drawn at random, each with the wrong sample closest to it by edit distance (the trajectories' last
-    attempt), so the two share a long start and part where the wrong one went wrong. `samples`: qid, text, answer,
-    correct (graded samples, e.g. notebook 01's pool)."""
+    """Pairs (qid, wrong, right, unrelated) for `parting_probs`: per question with both kinds of sample, `per_question`
+    correct samples drawn at random, each with the wrong sample closest to it by edit distance (the trajectories' last
+    attempt), so the two share a long start and part where the wrong one went wrong; `unrelated` is the wrong sample
+    of the next question's pair, a context of the same form with nothing in it about this question (None with one
+    question). `samples`: qid, text, answer, correct (graded samples, e.g. notebook 01's pool)."""
     check_int("per_question", per_question)
     rows = []
     for qid, g in samples[samples.answer.notna()].groupby("qid", sort=True):
@@ -190,7 +191,10 @@ def parting_pairs(samples: pd.DataFrame, per_question: int = 4, seed: int = 0) -
         rng = np.random.default_rng(derive_seed(seed, "parting", qid))
         for i in rng.integers(len(right), size=per_question):
             rows.append((qid, wrong[closest(right[i], wrong)], right[i]))
-    return pd.DataFrame(rows, columns=["qid", "wrong", "right"])
+    pairs = pd.DataFrame(rows, columns=["qid", "wrong", "right"])
+    other = np.roll(np.arange(len(pairs)), -per_question)  # rows come per_question to a question
+    unrelated = pairs.wrong.to_numpy()[other] if pairs.qid.nunique() > 1 else [None] * len(pairs)
+    return pairs.assign(unrelated=unrelated)
 
 
 def on_reference(task, problem, wrong: str, right: str) -> bool | None:

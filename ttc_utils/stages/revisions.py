@@ -20,7 +20,7 @@ from ..findings import Arm, Claim, decide
 from ..model_spec import ModelSpec
 from ..policy import SamplingParams, derive_seed
 from ..results import chain_results
-from ..revision_training import RevisionTrainConfig, parting_probs, train_revision_model
+from ..revision_training import CONTEXTS, RevisionTrainConfig, parting_probs, train_revision_model
 from ..revisions import (
     MAX_ATTEMPTS,
     chain_prompts,
@@ -70,14 +70,17 @@ def context_reading(cfg, model: ModelSpec, pool: pd.DataFrame, per_question: int
     """(per pair and context, the probabilities of `revision_training.parting_probs` and `on_reference`; findings):
     does the revision model read a wrong attempt in its context? Pairs of a correct and the closest wrong sample from
     the pool (notebook 01's) on the chain questions; at the token where they part, the findings compare the wrong
-    token's probability (and the right one's) with the wrong attempt in context and without, per question, with a
-    paired bootstrap CI. Two findings on every pair, and where the task knows each step's truth, two more on the pairs
-    whose right attempt is still on the reference path where they part (`revisions.on_reference`): in the others the
-    "right" token is a lucky slip, not the computation a reader of the context should prefer. No sampling: two
-    forward passes per pair, cached."""
+    token's probability (and the right one's) with the wrong attempt in context and with another question's attempt
+    in context, per question, with a paired bootstrap CI. The other question's attempt is the control: a model that is
+    better or worse with any attempt before it (a context it never saw in pretraining, say) moves there too, so only
+    the difference between the two is reading. Two findings on every pair, and where the task knows each step's truth,
+    two more on the pairs whose right attempt is still on the reference path where they part
+    (`revisions.on_reference`): in the others the "right" token is a lucky slip, not the computation a reader of the
+    context should prefer. No sampling: three forward passes per pair, cached."""
     task, problems = common.task(cfg), test_subset(cfg)
     pairs = parting_pairs(pool[pool.qid.isin({p.qid for p in problems})], per_question, seed=cfg.seed)
-    key = {"model": model.key(), "task": task.key, "pairs": content_key(pairs.to_dict("list")), "columns": "pair"}
+    key = {"model": model.key(), "task": task.key, "pairs": content_key(pairs.to_dict("list")),
+           "contexts": list(CONTEXTS)}
     probs = cfg.cache().table("parting-probs", key, lambda: parting_probs(model, task, problems, pairs))
     by_qid = {p.qid: p for p in problems}
     clean = [on_reference(task, by_qid[q], w, r) for q, w, r in zip(pairs.qid, pairs.wrong, pairs.right)]
@@ -88,15 +91,17 @@ def context_reading(cfg, model: ModelSpec, pool: pd.DataFrame, per_question: int
     rows = pd.concat([part.assign(setting=part.context.map(lambda c: f"{col} | {c} | {name}"), correct=part[col])
                       for name, part in subsets.items() for col in ("p_wrong", "p_right")],
                      ignore_index=True)  # findings read `correct` per setting
-    where = "where a right attempt parts from the wrong one in its context than with no attempt in context"
+    control = "unrelated attempt" if (probs.context == "unrelated attempt").any() else "none"
+    where = (f"where a right attempt parts from the wrong one in its context than with "
+             f"{'another question' if control != 'none' else 'no'} attempt in context")
     claims = []
     for name in subsets:
         of = "" if name == "every pair" else (", on the pairs whose right attempt is still on the reference path "
                                               "there (no lucky right answer)")
         claims += [Claim(f"the revision model gives the wrong attempt's token less probability {where}{of}",
-                         Arm(f"p_wrong | none | {name}"), Arm(f"p_wrong | wrong attempt | {name}")),
+                         Arm(f"p_wrong | {control} | {name}"), Arm(f"p_wrong | wrong attempt | {name}")),
                    Claim(f"the revision model gives the right attempt's token more probability {where}{of}",
-                         Arm(f"p_right | wrong attempt | {name}"), Arm(f"p_right | none | {name}"))]
+                         Arm(f"p_right | wrong attempt | {name}"), Arm(f"p_right | {control} | {name}"))]
     return probs, decide(rows, claims, seed=cfg.seed)
 
 
