@@ -92,8 +92,8 @@ def context_reading(cfg, model: ModelSpec, pool: pd.DataFrame, per_question: int
                       for name, part in subsets.items() for col in ("p_wrong", "p_right")],
                      ignore_index=True)  # findings read `correct` per setting
     control = "unrelated attempt" if (probs.context == "unrelated attempt").any() else "none"
-    where = (f"where a right attempt parts from the wrong one in its context than with "
-             f"{'another question' if control != 'none' else 'no'} attempt in context")
+    other = "another question's" if control != "none" else "no"
+    where = f"where a right attempt parts from the wrong one in its context than with {other} attempt in context"
     claims = []
     for name in subsets:
         of = "" if name == "every pair" else (", on the pairs whose right attempt is still on the reference path "
