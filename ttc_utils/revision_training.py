@@ -25,6 +25,7 @@ from .batching import right_pad
 from .cache import Cache, content_key
 from .checks import check, check_choice, check_int, check_positive
 from .model_spec import ModelSpec
+from .revisions import parting_index
 from .training import Corpus, collate_solution_loss, quiet_trainer
 from .value_head import load_backbone
 
@@ -157,9 +158,8 @@ def parting_probs(model: ModelSpec, task, problems: list, pairs: pd.DataFrame, b
     merely better or worse with any attempt before it moves here too) and with the wrong attempt in context ("wrong
     attempt"). A model that reads it moves probability from the first token to the second between the unrelated and
     the wrong attempt; one that ignores it gives equal columns. One forward pass per pair and context; no sampling.
-    Columns: pair (the row of `pairs`),
-    qid, context, p_wrong, p_right (pairs whose token ids never part, e.g. a right attempt extending the wrong one, are
-    left out)."""
+    Columns: pair (the row of `pairs`), qid, context, p_wrong, p_right (pairs whose token ids never part, e.g. a right
+    attempt extending the wrong one, are left out)."""
     lm, tokenizer = load_backbone(model.path, model.device, model.dtype, model.revision)
     by_qid = {p.qid: p for p in problems}
     rows = []
@@ -167,10 +167,11 @@ def parting_probs(model: ModelSpec, task, problems: list, pairs: pd.DataFrame, b
         if column and (column not in pairs or pairs[column].isna().any()):  # (one question: nothing unrelated)
             continue
         items = []
-        for pair, (qid, wrong, right) in enumerate(zip(pairs.qid, pairs.wrong, pairs.right)):
-            prompt = task.prompt(by_qid[qid], [pairs[column].iat[pair]] if column else [])
+        attempts = pairs[column] if column else [None] * len(pairs)
+        for pair, (qid, wrong, right, attempt) in enumerate(zip(pairs.qid, pairs.wrong, pairs.right, attempts)):
+            prompt = task.prompt(by_qid[qid], [] if attempt is None else [attempt])
             r, w = tokenizer(prompt + right).input_ids, tokenizer(prompt + wrong).input_ids
-            part = next((i for i, (a, b) in enumerate(zip(r, w)) if a != b), None)
+            part = parting_index(r, w)
             if part is not None:
                 items.append((pair, qid, r[:part], w[part], r[part]))
         for i in range(0, len(items), batch_size):

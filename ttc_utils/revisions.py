@@ -197,6 +197,11 @@ def parting_pairs(samples: pd.DataFrame, per_question: int = 4, seed: int = 0) -
     return pairs.assign(unrelated=unrelated)
 
 
+def parting_index(a, b) -> int | None:
+    """The first position where sequences `a` and `b` (texts or token ids) differ; None where one starts the other."""
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
+
+
 def on_reference(task, problem, wrong: str, right: str) -> bool | None:
     """Is the right attempt still on the reference path through the step where it parts from the wrong one? None
     where the task has no per-step truth (MATH). A right final answer is no proof of a right step: in the world, a
@@ -205,7 +210,8 @@ def on_reference(task, problem, wrong: str, right: str) -> bool | None:
     truth = task.step_truth(problem, right)
     if truth is None:
         return None
-    part = next((i for i, (a, b) in enumerate(zip(wrong, right)) if a != b), min(len(wrong), len(right)))
+    part = parting_index(wrong, right)
+    part = min(len(wrong), len(right)) if part is None else part
     ends = np.cumsum([len(s) for s in task.split_steps(right)])
     step = int(np.searchsorted(ends, part, side="right"))  # the step holding the right attempt's parting character
     return bool(truth[step]) if step < len(truth) else bool(all(truth))
