@@ -3,7 +3,9 @@
 Both run in the same process, on the same base policy and prompts, side by side (this machine is noisy,
 so only ratios measured together mean anything); so does the suite's sampler with the library's own KV cache
 (`DynamicCache`) in place of its growing one (`ttc_utils.kv_cache`): the same samples, a per-step copy of the cache.
-Also prints a matmul-bound estimate of tokens/s for the model's shapes, measured in the same run.
+Also prints a matmul-bound estimate of tokens/s for the model's shapes, measured in the same run, and the
+shared-prefill sampler on revision prompts (0-4 previous attempts before the question, as notebook 03's chains send)
+with its prefill in length groups against one prefill padded to the longest prompt: the same samples.
 
     python bench/sampling.py                       # the default profile's base policy, as `make figures` cached it
     python bench/sampling.py --policy PATH --questions 64 --n 16 --naive 32
@@ -17,6 +19,7 @@ from pathlib import Path
 import torch
 from transformers import DynamicCache
 
+import ttc_utils.transformers_policy as transformers_policy
 from ttc_utils.cache import MissingArtifact, cached_only
 from ttc_utils.config import load_config
 from ttc_utils.model_spec import ModelSpec
@@ -66,12 +69,38 @@ def matmul_bound(model, seconds: float = 2.0) -> tuple[float, float]:
     return gflops, flops_per_token
 
 
+def revision_prompts(task, problems, samples, copies: int = 4) -> list[str]:
+    """`copies` prompts per question, copy c after (i + c) % 5 of its own samples c*4, c*4+1, ... as previous
+    attempts: distinct prompts of 15 to a few hundred tokens, as a revision chain's step sends."""
+    texts = samples.groupby("prompt_index").text.apply(list)
+    return [task.prompt(p, texts[i][4 * c:4 * c + (i + c) % 5]) for c in range(copies) for i, p in enumerate(problems)]
+
+
+def grouped_vs_padded_prefill(policy, prompts: list[str], params: SamplingParams, reps: int) -> dict[str, float]:
+    """Best-of-`reps` seconds of `sample_shared` on `prompts` with the prefill in length groups and in one padded
+    batch, alternated; asserts the samples are the same."""
+    settings = {"grouped": transformers_policy.PREFILL_TOKENS, "padded": 10**12}
+    best, outs = {name: float("inf") for name in settings}, {}
+    try:
+        for _ in range(reps):
+            for name, tokens in settings.items():
+                transformers_policy.PREFILL_TOKENS = tokens
+                t0 = time.perf_counter()
+                outs[name] = policy.sample_shared(prompts, params, seed=0)
+                best[name] = min(best[name], time.perf_counter() - t0)
+    finally:
+        transformers_policy.PREFILL_TOKENS = settings["grouped"]
+    assert outs["grouped"].equals(outs["padded"]), "the grouped prefill changed the samples"
+    return best
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--policy", default=None, help="model folder (default: the base policy in data/cache)")
     ap.add_argument("--data-dir", default=str(ROOT / "data"), help="the data_dir whose default-profile cache to read")
     ap.add_argument("--questions", type=int, default=64)
-    ap.add_argument("--n", type=int, default=16, help="samples per question for the batched sampler")
+    ap.add_argument("--n", type=int, default=16, help="samples per question for the batched sampler (>= 16: the "
+                    "revision prompts take their previous attempts from them)")
     ap.add_argument("--naive", type=int, default=32, help="samples drawn by the naive loop")
     ap.add_argument("--batch-size", type=int, default=512)
     ap.add_argument("--reps", type=int, default=3, help="timed runs of the suite's sampler per KV cache (best kept)")
@@ -102,6 +131,10 @@ def main():
     naive_tokens = naive_loop(model, tok, naive_prompts, args.max_new_tokens, 1.0)
     t_naive = time.perf_counter() - t0
     gflops, fpt = matmul_bound(model)
+    problems = task.problems("test", args.questions, seed=0)
+    revision = revision_prompts(task, problems, out)
+    one = SamplingParams(n=1, temperature=1.0, max_new_tokens=args.max_new_tokens)
+    prefill = grouped_vs_padded_prefill(policy, revision, one, args.reps)
 
     suite_sps, naive_sps = len(out) / t_suite, args.naive / t_naive
     suite_tps, naive_tps = out.num_tokens.sum() / t_suite, naive_tokens / t_naive
@@ -117,6 +150,10 @@ def main():
     print(f"speed-up suite / naive: {suite_sps / naive_sps:.1f}x samples/s, {suite_tps / naive_tps:.1f}x tokens/s")
     print(f"matmul-bound estimate: {gflops:.1f} GFLOP/s at the MLP's shapes, {fpt / 1e6:.2f} MFLOP per token "
           f"-> {bound_tps:,.0f} tokens/s; suite reaches {suite_tps / bound_tps:.1%} of it")
+    lengths = [len(p) for p in policy.tokenizer(revision).input_ids]
+    print(f"shared-prefill sampler, {len(revision)} revision prompts of {min(lengths)}-{max(lengths)} tokens "
+          f"(mean {sum(lengths) / len(lengths):.0f}): prefill in length groups {prefill['grouped']:.2f} s, padded to "
+          f"the longest {prefill['padded']:.2f} s: {prefill['padded'] / prefill['grouped']:.2f}x (identical samples)")
 
 
 if __name__ == "__main__":

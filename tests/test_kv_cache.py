@@ -4,7 +4,7 @@ import torch
 from transformers import DynamicCache
 
 import ttc_utils.kv_cache as kv_cache
-from ttc_utils.kv_cache import GrowingLayer, growing_cache
+from ttc_utils.kv_cache import GrowingLayer, growing_cache, stack_left_padded, stackable
 from ttc_utils.model_spec import ModelSpec
 from ttc_utils.policy import SamplingParams
 from ttc_utils.registry import load_policy
@@ -61,3 +61,32 @@ def test_models_with_sliding_window_layers_keep_the_library_cache():
     config = MistralConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
                            num_key_value_heads=2, sliding_window=8, vocab_size=32)
     assert not any(isinstance(layer, GrowingLayer) for layer in growing_cache(config).layers)
+
+
+def test_stacked_caches_put_each_row_right_aligned_with_zeros_on_its_left():
+    from transformers import LlamaConfig
+    config = LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=2, vocab_size=32)
+    parts, rows = [growing_cache(config), growing_cache(config)], [[2, 0], [1]]
+    for part, idx, width in zip(parts, rows, (3, 5)):
+        for layer in range(2):
+            k = torch.randn(len(idx), 2, width, 8)
+            part.update(k, -k, layer)
+    cache = stack_left_padded(growing_cache(config), parts, rows, 3, 6)
+    for layer in range(2):
+        keys, values = cache.layers[layer].keys, cache.layers[layer].values
+        assert keys.shape == (3, 2, 6, 8) and torch.equal(values, -keys)
+        for part, idx, width in zip(parts, rows, (3, 5)):
+            for j, row in enumerate(idx):
+                assert torch.equal(keys[row, :, 6 - width:], part.layers[layer].keys[j])
+                assert not keys[row, :, :6 - width].any()
+
+
+def test_only_plain_full_attention_caches_are_stackable():
+    from transformers import LlamaConfig, MistralConfig
+    llama = LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        num_key_value_heads=2, vocab_size=32)
+    mistral = MistralConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                            num_key_value_heads=2, sliding_window=8, vocab_size=32)
+    assert stackable(growing_cache(llama)) and stackable(DynamicCache(config=llama))
+    assert not stackable(growing_cache(mistral)) and not stackable(DynamicCache())

@@ -124,6 +124,66 @@ def test_retiring_finished_rows_changes_no_sample(policy, monkeypatch):
     pd.testing.assert_frame_equal(ref, got)
 
 
+@pytest.fixture(scope="module")
+def sharp_policy(tmp_path_factory):
+    """A tiny policy initialised with large weights: logits far from uniform and attention that depends on every
+    cached key, so a row's samples show what its cache holds (small initial weights give nearly uniform logits, which
+    hide most mistakes)."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from ttc_utils.models import ModelSize, llama_config
+    from ttc_utils.tokenizer import build_tokenizer
+    tok, path = build_tokenizer(), tmp_path_factory.mktemp("sharp_policy")
+    config = llama_config(ModelSize(16, 2, 2), len(tok), 160, tok.bos_token_id, tok.eos_token_id, tok.pad_token_id)
+    config.initializer_range = 1.0
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return load_policy(ModelSpec(str(path)), batch_size=64, progress=False)
+
+
+LONG_PROMPTS = PROMPTS + ["Q:1+2+3+4+5+6+7+8+9*2-1\n", "Q:7\n", "Q:3*3\n"]
+
+
+def test_a_prefill_in_length_groups_gives_the_logits_and_cache_of_one_prefill(sharp_policy, monkeypatch):
+    import torch
+
+    import ttc_utils.transformers_policy as tp
+    ids = sharp_policy.tokenizer(LONG_PROMPTS).input_ids
+    monkeypatch.setattr(tp, "PREFILL_TOKENS", 10**9)
+    ref_logits, ref_cache, ref_mask, _ = sharp_policy._prefill(ids)
+    monkeypatch.setattr(tp, "PREFILL_TOKENS", 16)
+    assert len(tp.padded_groups([len(i) for i in ids], 16)) > 2
+    logits, cache, mask, _ = sharp_policy._prefill(ids)
+    assert torch.equal(mask, ref_mask)
+    torch.testing.assert_close(logits, ref_logits, rtol=1e-5, atol=1e-5)
+    assert (ref_logits.argmax(-1) != ref_logits.argmax(-1)[0]).any()  # the rows' logits differ: a mix-up shows
+    for ours, one in zip(cache.layers, ref_cache.layers):
+        keep = mask.bool()[:, None, :, None].expand_as(one.keys)  # pad positions hold zeros or pad tokens' keys
+        torch.testing.assert_close(ours.keys[keep], one.keys[keep], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(ours.values[keep], one.values[keep], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+@pytest.mark.parametrize("library_cache", [False, True])
+def test_prefilling_in_length_groups_changes_no_sample(sharp_policy, monkeypatch, temperature, library_cache):
+    """The shared-prefill loop prefills length-sorted groups apart and stacks their caches, left-padded to the
+    longest prompt; every row's tokens are those of one prefill of the whole batch."""
+    import transformers
+
+    import ttc_utils.transformers_policy as tp
+    params = SamplingParams(n=3, temperature=temperature, max_new_tokens=14)
+    if library_cache:
+        monkeypatch.setattr(sharp_policy, "make_cache", lambda config: transformers.DynamicCache(config=config))
+    monkeypatch.setattr(tp, "PREFILL_TOKENS", 10**9)  # one group
+    ref = sharp_policy.sample_shared(LONG_PROMPTS, params, seed=6)
+    assert ref.text.nunique() >= len(LONG_PROMPTS) - 1  # the prompts' samples differ: a mix-up shows
+    monkeypatch.setattr(tp, "PREFILL_TOKENS", 16)  # several groups
+    got = sharp_policy.sample_shared(LONG_PROMPTS, params, seed=6)
+    pd.testing.assert_frame_equal(ref, got)
+
+
 def test_a_kept_policy_loads_once_samples_as_a_fresh_one_and_makes_way(tiny_policy_dir):
     from ttc_utils.registry import KEEP_LOADED, kept_policy, release_models
     spec = ModelSpec(str(tiny_policy_dir))

@@ -34,6 +34,21 @@ def length_batches(lengths: list[int], batch_size: int, weights: list[int] | Non
     return batches
 
 
+def padded_groups(lengths: list[int], tokens: int) -> list[list[int]]:
+    """Indices sorted by length (ties by index), cut into groups whose padded size (rows x longest row) stays within
+    `tokens`; a row longer than `tokens` gets a group of its own."""
+    check_int("tokens", tokens)
+    groups, cur = [], []
+    for i in sorted(range(len(lengths)), key=lambda i: (lengths[i], i)):
+        if cur and (len(cur) + 1) * lengths[i] > tokens:
+            groups.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        groups.append(cur)
+    return groups
+
+
 def _pad(ids: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(map(len, ids))
     x = torch.full((len(ids), width), pad_id, dtype=torch.long)

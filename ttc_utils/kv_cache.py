@@ -8,9 +8,14 @@ values, so samples are identical to the library cache's (`tests/test_kv_cache.py
 of both samplers against `DynamicCache`).
 
     out = model.generate(ids, **cache_kwargs(model, growing_cache(model.config)), ...)
+
+`stack_left_padded` makes one batch's cache from the caches of micro-batches prefilled apart (the shared-prefill
+sampler's prefill: rows of very different lengths padded to the longest cost twice the tokens and three times the
+attention of the rows themselves).
 """
 from __future__ import annotations
 
+import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 GROW_BY = 64  # tokens of room added when a buffer is full (a solution of the default world is at most ~80 tokens)
@@ -92,3 +97,27 @@ def growing_cache(config=None) -> Cache:
     if any(type(layer) is not DynamicLayer for layer in layers):
         return library
     return Cache(layers=[GrowingLayer() for _ in layers])
+
+
+def stackable(cache) -> bool:
+    """Whether `stack_left_padded` can fill `cache` (an empty one): full-attention layers of the library's plain
+    kind or ours. Sliding-window or static layers, and older releases without layered caches, cannot."""
+    layers = getattr(cache, "layers", None)
+    return bool(layers) and all(type(layer) in (DynamicLayer, GrowingLayer) for layer in layers)
+
+
+def stack_left_padded(cache, parts: list, rows: list[list[int]], total: int, width: int):
+    """Fill the empty `cache` with `total` rows of `width` tokens: row `rows[i][j]` is row j of the cache `parts[i]`,
+    right-aligned, its left filled with zeros (positions the attention mask hides, as a left-padded batch's pad
+    tokens). Returns `cache`; check `stackable(cache)` first."""
+    for layer in range(len(cache.layers)):
+        k0, v0 = parts[0].layers[layer].keys, parts[0].layers[layer].values
+        k = k0.new_zeros(total, k0.shape[1], width, k0.shape[-1])
+        v = v0.new_zeros(total, v0.shape[1], width, v0.shape[-1])
+        for part, idx in zip(parts, rows):
+            pk, pv = part.layers[layer].keys, part.layers[layer].values
+            index = torch.tensor(idx, device=k.device)
+            k[index, :, width - pk.shape[-2]:] = pk
+            v[index, :, width - pv.shape[-2]:] = pv
+        cache.update(k, v, layer)
+    return cache

@@ -11,8 +11,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .batching import left_pad, length_batches
-from .kv_cache import growing_cache
+from .batching import left_pad, length_batches, padded_groups
+from .kv_cache import growing_cache, stack_left_padded, stackable
 from .models import cache_kwargs, count_params, load_causal_lm, output_cache
 from .policy import SAMPLE_COLUMNS, SamplingParams, derive_seed
 
@@ -20,6 +20,10 @@ from .policy import SAMPLE_COLUMNS, SamplingParams, derive_seed
 # generating: a batch then costs the tokens its rows write, not its longest row's length times its size (revision
 # chains: 400 prompts, 38 tokens on average, 77 at most).
 RETIRE_SHARE = 0.875
+# The shared-prefill loop prefills its prompts in length-sorted groups of at most this many tokens with padding, then
+# stacks their caches into one batch: revision chains' prompts run from 56 to 412 tokens (mean 190), and padded to the
+# longest they cost 2.1x the tokens and 3.4x the attention (400 prompts: 2.3-2.6 s against 4.8-5.1 s, the same samples).
+PREFILL_TOKENS = 8192
 
 
 class TransformersPolicy:
@@ -87,15 +91,10 @@ class TransformersPolicy:
 
     def _decode_loop(self, ids: list[list[int]], counts: list[int], params: SamplingParams, seed: int):
         tok, device, model = self.tokenizer, self.model.device, self.model
-        x, mask = left_pad(ids, tok.pad_token_id)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        x, mask, pos = x.to(device), mask.to(device), pos.to(device)
-        out = model(input_ids=x, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1,
-                    **cache_kwargs(model, self.make_cache(model.config)))
+        logits, cache, mask, pos = self._prefill(ids)
         expand = torch.repeat_interleave(torch.arange(len(ids), device=device), torch.tensor(counts, device=device))
-        cache = output_cache(out)
         cache.batch_select_indices(expand)
-        logits, mask, last = out.logits[expand, -1].float(), mask[expand], pos[expand, -1]
+        logits, mask, last = logits[expand].float(), mask[expand], pos[expand, -1]
         stop_ids = torch.tensor([tok.eos_token_id, *self._single_token_stops(params.stop)], device=device)
         gen = torch.Generator(device=device).manual_seed(seed)
         done = torch.zeros(len(expand), dtype=torch.bool, device=device)
@@ -130,6 +129,30 @@ class TransformersPolicy:
                         **cache_kwargs(model, cache))
             logits = out.logits[:, -1].float()
         return self._finish(torch.stack(new, 1).cpu().numpy(), params, set(stop_ids.tolist()))
+
+    def _prefill(self, ids: list[list[int]]):
+        """(last-token logits, KV cache, attention mask, position ids) of the left-padded batch `ids`, computed in
+        `padded_groups` of `PREFILL_TOKENS` and stacked (`kv_cache.stack_left_padded`) where the cache allows."""
+        device, model = self.model.device, self.model
+        x, mask = left_pad(ids, self.tokenizer.pad_token_id)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        x, mask, pos = x.to(device), mask.to(device), pos.to(device)
+        groups = padded_groups([len(i) for i in ids], PREFILL_TOKENS)
+        cache = self.make_cache(model.config)
+        if len(groups) == 1 or not stackable(cache):
+            out = model(input_ids=x, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1,
+                        **cache_kwargs(model, cache))
+            return out.logits[:, -1], output_cache(out), mask, pos
+        width, parts, logits = x.shape[1], [], None
+        for rows in groups:
+            cols = slice(width - max(len(ids[i]) for i in rows), width)
+            out = model(input_ids=x[rows, cols], attention_mask=mask[rows, cols], position_ids=pos[rows, cols],
+                        use_cache=True, logits_to_keep=1, **cache_kwargs(model, self.make_cache(model.config)))
+            if logits is None:
+                logits = out.logits.new_empty(len(ids), out.logits.shape[-1])
+            logits[rows] = out.logits[:, -1]
+            parts.append(output_cache(out))
+        return logits, stack_left_padded(cache, parts, groups, len(ids), width), mask, pos
 
     def _generate(self, ids: list[list[int]], params: SamplingParams, seed: int):
         tok, device = self.tokenizer, self.model.device
