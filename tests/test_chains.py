@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from ttc_utils.cache import Cache
-from ttc_utils.chains import chain_accuracy, chains_cached, pool_lengths, sample_chains
+from ttc_utils.chains import chain_accuracy, chains_cached, control_chains, pool_lengths, sample_chains
 from ttc_utils.model_spec import ModelSpec
 from ttc_utils.policy import SAMPLE_COLUMNS, SamplingParams
 from ttc_utils.registry import register_policy_backend
@@ -70,6 +70,47 @@ def test_every_attempt_sees_the_most_recent_attempts_of_its_chain(policy, tmp_pa
                           progress=False)
     assert len(RevisingPolicy.calls) == calls  # cached: no model call
     pd.testing.assert_frame_equal(chains, again)
+
+
+def synthetic_chains(problems, chains=2, steps=9):
+    """A chains table whose every attempt is told apart by its text: question i, chain c, step t -> "A:i.c.t"."""
+    return pd.DataFrame([(q.qid, c, t, f"A:{i}.{c}.{t}\n") for i, q in enumerate(problems) for c in range(chains)
+                         for t in range(1, steps + 1)], columns=["qid", "chain", "step", "text"])
+
+
+def test_a_control_attempt_sees_another_questions_attempts_as_many_as_the_chain_saw(policy, tmp_path):
+    chains = synthetic_chains(TEST)
+    out = control_chains(Cache(tmp_path), policy, TASK, TEST, chains, [2, 4, 8], 2, SamplingParams(), seed=0,
+                         context=4)
+    assert len(out) == len(TEST) * 2 * 3 and set(out.step) == {2, 4, 8} and set(out.chain) == {0, 1}
+    prompts = RevisingPolicy.calls[-1]
+    for (i, q), c, t in [((0, TEST[0]), 0, 2), ((2, TEST[2]), 1, 8), ((4, TEST[4]), 1, 4)]:
+        seen = [f"A:{(i + 1) % len(TEST)}.{c}.{s}\n" for s in range(max(1, t - 4), t)]  # the next question's
+        assert TASK.prompt(q, seen) in prompts
+    assert all(p.startswith(q.prompt) for p, q in zip(prompts, [q for q in TEST for _ in range(6)]))
+    assert out.qid.tolist() == [q.qid for q in TEST for _ in range(6)]
+    calls = len(RevisingPolicy.calls)
+    pd.testing.assert_frame_equal(out, control_chains(Cache(tmp_path), policy, TASK, TEST, chains, [2, 4, 8], 2,
+                                                      SamplingParams(), seed=0, context=4))
+    assert len(RevisingPolicy.calls) == calls  # cached
+
+
+def test_a_model_that_only_counts_attempts_is_as_right_in_the_control_as_in_its_chain(policy, tmp_path):
+    """RevisingPolicy answers right once two attempts precede it, whoever's: no reading, and the control says so."""
+    chains = sample_chains(Cache(tmp_path), policy, TASK, TEST, [8, 8], SamplingParams(), seed=0, progress=False)
+    out = control_chains(Cache(tmp_path), policy, TASK, TEST, chains, [2, 4, 8], 2, SamplingParams(), seed=0)
+    own = chains[chains.step.isin([2, 4, 8])].groupby("step").correct.mean()
+    pd.testing.assert_series_equal(out.groupby("step").correct.mean(), own)
+    assert own[2] == 0 and own[8] == 1
+
+
+def test_the_control_needs_two_questions_steps_past_the_first_and_long_enough_chains(policy, tmp_path):
+    chains = synthetic_chains(TEST, steps=5)
+    assert control_chains(Cache(tmp_path), policy, TASK, TEST[:1], chains, [2], 2, SamplingParams(), seed=0).empty
+    with pytest.raises(ValueError, match="steps"):
+        control_chains(Cache(tmp_path), policy, TASK, TEST, chains, [1, 2], 2, SamplingParams(), seed=0)
+    with pytest.raises(ValueError, match="chains"):
+        control_chains(Cache(tmp_path), policy, TASK, TEST, chains, [8], 2, SamplingParams(), seed=0)
 
 
 def table(rows):

@@ -176,7 +176,7 @@ def test_03_revisions_smoke(tmp_path):
                                          "fig10_ratio_majority", "fig15_revision_verifiers"))
     numbers = json.loads((FIGURES / "nb03_findings.json").read_text())
     findings = numbers["findings"]
-    assert len(findings) == 6
+    assert len(findings) == 8
     assert len(numbers["context_reading"]) == 4  # every pair; the pairs on the reference path
     assert all(f["verdict"] in ("holds", "fails", "inconclusive", "uninformative") for f in findings)
     fig7 = json.loads((FIGURES / "fig07_ratio_weighted.json").read_text())["per_budget"]

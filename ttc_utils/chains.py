@@ -8,6 +8,7 @@ one question share their samples (paired comparisons).
 
     lengths = pool_lengths([(1, 8), (2, 4), (4, 2), (8, 1)], min_chains=4, min_length=64)   # [(S, P), ...]
     chains = sample_chains(cache, revision_spec, task, problems, lengths, params, seed=0)   # qid, chain, step, ...
+    control = control_chains(cache, revision_spec, task, problems, chains, [2, 4, 8], 4, params, seed=0)
     acc = chain_accuracy(chains, sequential=8, parallel=16, rule="best_of_n_weighted", score_col="score", seed=0)
 """
 from __future__ import annotations
@@ -83,6 +84,45 @@ def sample_chains(cache: Cache, policy, task, problems: list, lengths: list[int]
 
     return cache.chunked("chains", key, len(chunks), compute, desc=f"revision chains ({len(problems)} questions)",
                          progress=progress)
+
+
+def control_chains(cache: Cache, policy, task, problems: list, chains: pd.DataFrame, steps: list[int],
+                   chains_per_question: int, params: SamplingParams, seed: int, context: int = MAX_ATTEMPTS,
+                   batch_size: int = 512) -> pd.DataFrame:
+    """A control for pass@1 per revision step: for question i of `problems`, chain c < `chains_per_question` and step t
+    in `steps`, one attempt sampled after the attempts that chain c of question i+1 (the next one, cyclically) made
+    before its step t (its `context` most recent), in place of the chain's own. As many attempts in context as the
+    chain's own step-t attempt saw, none of them at this question: the chain's step t against this separates reading
+    its own attempts from what any previous attempts do to the model (a context it never saw in training, say).
+    `chains`: one sampling seed's table of `sample_chains`. Rows as `sample_chains`'s (step: the step stood in for);
+    none with fewer than two questions. Cached."""
+    check(isinstance(steps, list) and all(isinstance(t, int) and t >= 2 for t in steps), "steps", steps,
+          "a list of revision steps >= 2 (step 1 has no previous attempt to swap)")
+    check_int("chains_per_question", chains_per_question)
+    check_int("context", context)
+    part = chains[chains.chain < chains_per_question]
+    attempts = {k: g.sort_values("step").text.tolist() for k, g in part.groupby(["qid", "chain"])}
+    jobs = [(i, c, t) for i in range(len(problems)) for c in range(chains_per_question) for t in steps]
+    if len(problems) < 2:
+        return pd.DataFrame(columns=list(chains.columns))
+    other = {i: problems[(i + 1) % len(problems)].qid for i in range(len(problems))}
+    missing = [(other[i], c, t) for i, c, t in jobs if len(attempts.get((other[i], c), [])) < t - 1]
+    check(not missing, "chains", f"{len(missing)} chains shorter than the control steps need (e.g. {missing[:1]})",
+          f"chains with at least {max(steps) - 1} attempts in each of the first {chains_per_question} chains")
+    contexts = [chain_context(attempts[(other[i], c)][:t - 1], context) for i, c, t in jobs]
+    key = {"policy": policy.key(), "task": task.key, "questions": content_key([p.qid for p in problems]),
+           "contexts": content_key(contexts), "sampling": asdict(replace(params, n=1)), "seed": seed,
+           "batch_size": batch_size}
+
+    def compute() -> pd.DataFrame:
+        prompts = [task.prompt(problems[i], ctx) for (i, _, _), ctx in zip(jobs, contexts)]
+        model = kept_policy(policy, batch_size=batch_size, progress=False)
+        out = model.sample_shared(prompts, replace(params, n=1), seed=derive_seed(seed, "control"))
+        graded = grade_samples(task, out, [problems[i] for i, _, _ in jobs])
+        return graded.drop(columns="sample_index").assign(chain=[c for _, c, _ in jobs], step=[t for _, _, t in jobs],
+                                                         seed=seed)
+
+    return cache.chunked("control-chains", key, 1, lambda _: compute(), progress=False)  # seconds: no bar
 
 
 def chain_accuracy(chains: pd.DataFrame, sequential: int, parallel: int, rule: str, seed: int,

@@ -4,6 +4,7 @@ notebook's results table.
 
     model, traj = revision_model(cfg, policy)          # trajectories from the base policy's samples, fine-tuned
     chains = all_test_chains(cfg, model)               # per sampling seed, one pool of chains for every (S, P)
+    control = control_rows(cfg, model, chains, bins)   # pass@1 at steps 2, 4, 8 after another question's attempts
     orm = revision_orm(cfg, model, base, history=True) # an ORM trained on the revision model's own chains
     scored = score_chains(cfg, orm, chains, "revision ORM", history=True)
 """
@@ -15,7 +16,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..cache import content_key
-from ..chains import chains_cached, pool_lengths, sample_chains
+from ..chains import chains_cached, control_chains, pool_lengths, sample_chains
 from ..findings import Arm, Claim, decide
 from ..model_spec import ModelSpec
 from ..policy import SamplingParams, derive_seed
@@ -39,6 +40,9 @@ from .prm_search import verifier_train_config
 
 # attempts per chain of the revision model on the ORM's training questions (4 chains each)
 ORM_CHAIN_LENGTH = 8
+# revision steps whose attempts are sampled again after another question's attempts (`control_rows`)
+CONTROL_STEPS = (2, 4, 8)
+CONTROL = ", another question's attempts"  # the suffix of the control's settings
 
 
 def train_questions(cfg, name: str, n: int) -> list:
@@ -234,6 +238,23 @@ def step_rows(chains: pd.DataFrame, steps: list[int], chains_per_question: int, 
     return _seeds_in_order(out)
 
 
+def control_steps(cfg) -> list[int]:
+    """The steps of `CONTROL_STEPS` that the pass@1 chains reach."""
+    return [t for t in CONTROL_STEPS if t <= cfg.revision_steps]
+
+
+def control_rows(cfg, model: ModelSpec, chains: pd.DataFrame, bins: pd.DataFrame) -> pd.DataFrame:
+    """Results-table rows of the mode control (`chains.control_chains`) on the first `revision_chains` chains of every
+    sampling seed: setting "pass@1 at step t, another question's attempts" beside `step_rows`'s "pass@1 at step t",
+    same questions, chains and seeds."""
+    task, problems = common.task(cfg), test_subset(cfg)
+    frames = [control_chains(cfg.cache(), model, task, problems, c, control_steps(cfg), cfg.revision_chains,
+                             _chain_params(cfg), seed, context=cfg.revision_context)
+              for seed, c in chains.groupby("seed", sort=True)]
+    rows = step_rows(pd.concat(frames, ignore_index=True), control_steps(cfg), cfg.revision_chains, bins)
+    return rows.assign(setting=rows.setting + CONTROL)
+
+
 def turned_wrong(chains: pd.DataFrame) -> float:
     """Share of correct attempts whose next revision in the same chain is wrong (the paper: about 38%)."""
     after = context_effect(chains).set_index("previous attempt").accuracy
@@ -243,7 +264,9 @@ def turned_wrong(chains: pd.DataFrame) -> float:
 def claims(cfg, verifier: str, steps: tuple[int, int] = (1, 8)) -> list:
     """The paper's revision findings (§6) as paired comparisons on the results table, at the sweep's largest budget
     N: sequential = (S=N, P=1), parallel = (S=1, P=N), balanced = S and P as close as the powers of two allow;
-    easy = bins 1-2, hard = the top two bins. `verifier` is the setting of the revision ORM."""
+    easy = bins 1-2, hard = the top two bins. `verifier` is the setting of the revision ORM. Two findings beyond the
+    paper split pass@1 at step `last` against step `first` with the mode control (`control_rows`): reading the chain's
+    own attempts, and what any attempts in context do."""
     n = cfg.revision_max_budget
     s_bal = 2 ** ((n.bit_length() - 1) // 2)
     seq, par, bal = {"sequential": n}, {"parallel": n}, {"sequential": s_bal, "parallel": n // s_bal}
@@ -252,6 +275,12 @@ def claims(cfg, verifier: str, steps: tuple[int, int] = (1, 8)) -> list:
     return [
         Claim(f"revisions improve pass@1: step {last} beats step {first}", Arm(f"pass@1 at step {last}", 1),
               Arm(f"pass@1 at step {first}", 1)),
+        Claim(f"revisions read their own previous attempts: pass@1 at step {last} after the chain's own attempts "
+              f"beats after as many of another question's", Arm(f"pass@1 at step {last}", 1),
+              Arm(f"pass@1 at step {last}{CONTROL}", 1)),
+        Claim(f"previous attempts in context cost pass@1 whatever they say (the mode, not reading): step {first} beats "
+              f"step {last} after another question's attempts", Arm(f"pass@1 at step {first}", 1),
+              Arm(f"pass@1 at step {last}{CONTROL}", 1)),
         Claim(f"sequential revisions beat parallel sampling (best-of-N weighted, N={n})",
               Arm(verifier, n, where=seq), Arm(verifier, n, where=par)),
         Claim(f"sequential revisions beat parallel sampling (majority, N={n})",
