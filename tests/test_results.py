@@ -54,3 +54,9 @@ def test_summarize_averages_seeds_per_question_and_carries_the_mean_cost():
                          "correct": [1.0, 0.0, 1.0, 1.0], "cost": [10.0, 20.0, 30.0, 40.0]})
     out = summarize(rows, by=["setting"])
     assert out.accuracy.iloc[0] == pytest.approx(0.75) and out.cost.iloc[0] == pytest.approx(25.0)
+
+
+def test_summarize_of_no_rows_is_an_empty_table_with_its_columns():
+    rows = pd.DataFrame(columns=["method", "budget", "qid", "seed", "correct"])
+    out = summarize(rows, by=["method"])
+    assert out.empty and list(out.columns) == ["budget", "accuracy", "low", "high", "method"]

@@ -100,11 +100,11 @@ def control_chains(cache: Cache, policy, task, problems: list, chains: pd.DataFr
           "a list of revision steps >= 2 (step 1 has no previous attempt to swap)")
     check_int("chains_per_question", chains_per_question)
     check_int("context", context)
+    if len(problems) < 2:
+        return pd.DataFrame(columns=list(chains.columns))
     part = chains[chains.chain < chains_per_question]
     attempts = {k: g.sort_values("step").text.tolist() for k, g in part.groupby(["qid", "chain"])}
     jobs = [(i, c, t) for i in range(len(problems)) for c in range(chains_per_question) for t in steps]
-    if len(problems) < 2:
-        return pd.DataFrame(columns=list(chains.columns))
     other = {i: problems[(i + 1) % len(problems)].qid for i in range(len(problems))}
     missing = [(other[i], c, t) for i, c, t in jobs if len(attempts.get((other[i], c), [])) < t - 1]
     check(not missing, "chains", f"{len(missing)} chains shorter than the control steps need (e.g. {missing[:1]})",

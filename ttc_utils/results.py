@@ -133,6 +133,8 @@ def summarize(rows: pd.DataFrame, by: list[str], seed: int = 0) -> pd.DataFrame:
         if has_cost:
             s = s.assign(cost=s.budget.map(g.groupby("budget").cost.mean()))
         frames.append(s.assign(**dict(zip(by, key if isinstance(key, tuple) else (key,)))))
+    if not frames:  # no rows (e.g. a control that needs two questions, on one)
+        return pd.DataFrame(columns=["budget", "accuracy", "low", "high", *(["cost"] if has_cost else []), *by])
     return pd.concat(frames, ignore_index=True)
 
 

@@ -252,7 +252,7 @@ def control_rows(cfg, model: ModelSpec, chains: pd.DataFrame, bins: pd.DataFrame
                              _chain_params(cfg), seed, context=cfg.revision_context)
               for seed, c in chains.groupby("seed", sort=True)]
     rows = step_rows(pd.concat(frames, ignore_index=True), control_steps(cfg), cfg.revision_chains, bins)
-    return rows.assign(setting=rows.setting + CONTROL)
+    return rows.assign(setting=[f"{s}{CONTROL}" for s in rows.setting])
 
 
 def turned_wrong(chains: pd.DataFrame) -> float:
