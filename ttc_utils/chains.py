@@ -92,8 +92,9 @@ def control_chains(cache: Cache, policy, task, problems: list, chains: pd.DataFr
     """A control for pass@1 per revision step: for question i of `problems`, chain c < `chains_per_question` and step t
     in `steps`, one attempt sampled after the attempts that chain c of question i+1 (the next one, cyclically) made
     before its step t (its `context` most recent), in place of the chain's own. As many attempts in context as the
-    chain's own step-t attempt saw, none of them at this question: the chain's step t against this separates reading
-    its own attempts from what any previous attempts do to the model (a context it never saw in training, say).
+    chain's own step-t attempt saw, none of them at this question: the chain's step t against this compares its own
+    attempts with as many foreign ones, and step 1 against this shows what foreign attempts do by themselves (they
+    may distract: then the first difference is no measure of reading).
     `chains`: one sampling seed's table of `sample_chains`. Rows as `sample_chains`'s (step: the step stood in for);
     none with fewer than two questions. Cached."""
     check(isinstance(steps, list) and all(isinstance(t, int) and t >= 2 for t in steps), "steps", steps,

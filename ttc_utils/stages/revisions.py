@@ -244,7 +244,7 @@ def control_steps(cfg) -> list[int]:
 
 
 def control_rows(cfg, model: ModelSpec, chains: pd.DataFrame, bins: pd.DataFrame) -> pd.DataFrame:
-    """Results-table rows of the mode control (`chains.control_chains`) on the first `revision_chains` chains of every
+    """Results-table rows of the control (`chains.control_chains`) on the first `revision_chains` chains of every
     sampling seed: setting "pass@1 at step t, another question's attempts" beside `step_rows`'s "pass@1 at step t",
     same questions, chains and seeds."""
     task, problems = common.task(cfg), test_subset(cfg)
@@ -265,8 +265,8 @@ def claims(cfg, verifier: str, steps: tuple[int, int] = (1, 8)) -> list:
     """The paper's revision findings (§6) as paired comparisons on the results table, at the sweep's largest budget
     N: sequential = (S=N, P=1), parallel = (S=1, P=N), balanced = S and P as close as the powers of two allow;
     easy = bins 1-2, hard = the top two bins. `verifier` is the setting of the revision ORM. Two findings beyond the
-    paper split pass@1 at step `last` against step `first` with the mode control (`control_rows`): reading the chain's
-    own attempts, and what any attempts in context do."""
+    paper place the control (`control_rows`) between step `first` and step `last`: the chain's own attempts against
+    as many of another question's, and what another question's attempts do by themselves."""
     n = cfg.revision_max_budget
     s_bal = 2 ** ((n.bit_length() - 1) // 2)
     seq, par, bal = {"sequential": n}, {"parallel": n}, {"sequential": s_bal, "parallel": n // s_bal}
@@ -275,12 +275,11 @@ def claims(cfg, verifier: str, steps: tuple[int, int] = (1, 8)) -> list:
     return [
         Claim(f"revisions improve pass@1: step {last} beats step {first}", Arm(f"pass@1 at step {last}", 1),
               Arm(f"pass@1 at step {first}", 1)),
-        Claim(f"revisions read their own previous attempts: pass@1 at step {last} after the chain's own attempts "
-              f"beats after as many of another question's", Arm(f"pass@1 at step {last}", 1),
-              Arm(f"pass@1 at step {last}{CONTROL}", 1)),
-        Claim(f"previous attempts in context cost pass@1 whatever they say (the mode, not reading): step {first} beats "
-              f"step {last} after another question's attempts", Arm(f"pass@1 at step {first}", 1),
-              Arm(f"pass@1 at step {last}{CONTROL}", 1)),
+        Claim(f"a revision fares better after its own previous attempts than after as many of another question's: "
+              f"pass@1 at step {last}", Arm(f"pass@1 at step {last}", 1), Arm(f"pass@1 at step {last}{CONTROL}", 1)),
+        Claim(f"another question's attempts in context cost pass@1 by themselves (a distraction): step {first}, "
+              f"nothing in context, beats step {last} after another question's attempts",
+              Arm(f"pass@1 at step {first}", 1), Arm(f"pass@1 at step {last}{CONTROL}", 1)),
         Claim(f"sequential revisions beat parallel sampling (best-of-N weighted, N={n})",
               Arm(verifier, n, where=seq), Arm(verifier, n, where=par)),
         Claim(f"sequential revisions beat parallel sampling (majority, N={n})",
