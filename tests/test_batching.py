@@ -1,7 +1,7 @@
 """Length-sorted batching: every index once, in length order, within its budget."""
 import pytest
 
-from ttc_utils.batching import padded_groups
+from ttc_utils.batching import packed_rows, padded_groups
 
 
 def test_padded_groups_sort_by_length_and_keep_the_padded_size_within_budget():
@@ -19,3 +19,19 @@ def test_padded_groups_sort_by_length_and_keep_the_padded_size_within_budget():
 def test_padded_groups_name_a_bad_budget():
     with pytest.raises(ValueError, match="tokens"):
         padded_groups([1, 2], 0)
+
+
+def test_packed_rows_place_every_index_once_within_the_width():
+    lengths = [5, 1, 9, 3, 3, 7, 2, 12]
+    rows = packed_rows(lengths, 10)
+    assert sorted(i for r in rows for i in r) == list(range(len(lengths)))
+    assert [7] in rows  # longer than the width: a row of its own
+    assert all(sum(lengths[i] for i in r) <= 10 for r in rows if r != [7])
+    assert rows[:2] == [[7], [2, 1]]  # longest first, each into the first row with room
+    assert rows[2:] == [[5, 3], [0, 4, 6]] and packed_rows(lengths, 10) == rows
+    assert packed_rows([4, 4, 4], 4) == [[0], [1], [2]] and packed_rows([2, 2, 2], 6) == [[0, 1, 2]]
+
+
+def test_packed_rows_name_a_bad_width():
+    with pytest.raises(ValueError, match="width"):
+        packed_rows([1, 2], 0)

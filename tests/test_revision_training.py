@@ -48,6 +48,21 @@ def test_a_revision_model_trains_and_is_cached(tiny_policy_dir, tmp_path):
     assert again.path == spec.path and train_record(again.path) == record
 
 
+def test_packed_and_padded_fine_tunes_take_the_same_steps(tiny_policy_dir, tmp_path):
+    import pandas as pd
+
+    traj = trajectories(TASK, TRAIN, graded(TRAIN), seed=0)
+    runs = {packed: train_revision_model(Cache(tmp_path), ModelSpec(str(tiny_policy_dir)), TASK, TRAIN, traj,
+                                         RevisionTrainConfig(batch_size=16, epochs=2, eval_every=2, packed=packed),
+                                         disable_tqdm=True) for packed in (True, False)}
+    assert runs[True].path != runs[False].path  # two cache entries: their floats may differ in the last bits
+    history = {k: pd.read_parquet(f"{v.path}/log_history.parquet").dropna(subset=["eval_loss"])
+               for k, v in runs.items()}
+    assert len(history[True]) > 1 and list(history[True].step) == list(history[False].step)
+    assert history[True].eval_loss.to_numpy() == pytest.approx(history[False].eval_loss.to_numpy(), rel=1e-4)
+    assert train_record(runs[True].path)["packed"] and not train_record(runs[False].path)["packed"]
+
+
 def test_parting_probs_read_the_model_where_the_attempts_part(tiny_policy_dir):
     import torch
 

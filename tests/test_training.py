@@ -5,7 +5,13 @@ import pytest
 from ttc_utils.cache import Cache
 from ttc_utils.models import ModelSize
 from ttc_utils.tokenizer import build_tokenizer
-from ttc_utils.training import TrainConfig, collate_solution_loss, pretraining_corpus, train_ladder
+from ttc_utils.training import (
+    TrainConfig,
+    collate_packed_solution_loss,
+    collate_solution_loss,
+    pretraining_corpus,
+    train_ladder,
+)
 from ttc_utils.world import WorldConfig
 
 
@@ -39,6 +45,41 @@ def test_collator_puts_loss_on_solution_tokens_only():
         assert labels[start + plen:].tolist() == src[plen:]
         assert tok.decode(src[:plen], skip_special_tokens=True).startswith("Q:")
         assert tok.decode(src[:plen], skip_special_tokens=True).endswith("\n")
+
+
+def test_a_packed_batch_has_the_loss_and_gradients_of_the_padded_batch():
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from ttc_utils.models import llama_config
+
+    tok = build_tokenizer()
+    ids, prompt_lens = pretraining_corpus(WorldConfig(max_steps=6), tok, tokens=3_000, batch_size=1, seed=0)
+    items = [{"input_ids": i, "prompt_len": p} for i, p in zip(ids[:12], prompt_lens[:12])]
+    assert len({len(i) for i in ids[:12]}) > 3  # mixed lengths, so rows hold several sequences
+    config = llama_config(ModelSize(16, 2, 2), len(tok), 160, tok.bos_token_id, tok.eos_token_id, tok.pad_token_id)
+    config.initializer_range = 1.0  # large weights: a token that attended to another sequence would show in the loss
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+
+    def loss_and_grads(batch):
+        model.zero_grad()
+        loss = model(**batch).loss
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    packed = collate_packed_solution_loss(tok.pad_token_id)(items)
+    assert packed["input_ids"].shape[0] < len(items) and packed["input_ids"].shape[1] == max(map(len, ids[:12]))
+    assert (packed["position_ids"] == 0).sum() >= len(items)  # every sequence restarts its positions
+    assert int((packed["labels"] != -100).sum()) == sum(len(i) - p for i, p in zip(ids[:12], prompt_lens[:12]))
+    loss, grads = loss_and_grads(packed)
+    ref_loss, ref_grads = loss_and_grads(collate_solution_loss(tok.pad_token_id)(items))
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-5)
+    for g, ref in zip(grads, ref_grads):
+        torch.testing.assert_close(g, ref, rtol=1e-4, atol=1e-4)
+    # without the position ids' restarts, sequences of a row would read each other: the loss moves
+    mixed = {**packed, "position_ids": torch.arange(packed["input_ids"].shape[1]).expand_as(packed["input_ids"])}
+    assert abs(loss_and_grads(mixed)[0] - ref_loss) > 1e-3
 
 
 def test_train_ladder_records_and_reuses_the_cache(tmp_path, capsys):

@@ -26,7 +26,7 @@ from .cache import Cache, content_key
 from .checks import check, check_choice, check_int, check_positive
 from .model_spec import ModelSpec
 from .revisions import parting_index
-from .training import Corpus, collate_solution_loss, quiet_trainer
+from .training import Corpus, collate_packed_solution_loss, collate_solution_loss, quiet_trainer
 from .value_head import load_backbone
 
 
@@ -41,6 +41,9 @@ class RevisionTrainConfig:
     # "random" or "by_length" (batches of similar lengths: 2.1x faster on default, but measured worse: held-out loss
     # 0.170 against 0.116, and 10.7% of chain attempts ran to the token cap against 0.5%)
     batching: str = "random"
+    # each batch's trajectories packed into rows (`training.collate_packed_solution_loss`): the same batches and
+    # gradients on 30% of the padded tokens, 2.5-4x faster steps on default; validation batches stay padded
+    packed: bool = True
     seed: int = 0
 
     def __post_init__(self):
@@ -78,7 +81,8 @@ def train_revision_model(cache: Cache, base: ModelSpec, task, problems: list, tr
     """Fine-tune (or reuse from the cache) the causal LM `base` on the trajectories `traj` of `problems`;
     returns the revision model's spec. Its folder holds `train_record.json` and `log_history.parquet`."""
     check(len(traj) > 0, "traj", len(traj), "at least one trajectory (no training question had a correct sample)")
-    train = {k: v for k, v in asdict(cfg).items() if not (k == "batching" and v == "random")}  # keys made before it
+    # fields at the value they had before the field existed stay out of the key, so caches made before it are found
+    train = {k: v for k, v in asdict(cfg).items() if (k, v) not in (("batching", "random"), ("packed", False))}
     # the texts as the model reads them, so a change of the task's prompt format retrains
     key = {"base": base.key(), "task": task.key, "train": train,
            "trajectories": content_key({"qid": traj.qid.tolist(), "target": traj.target.tolist(),
@@ -87,6 +91,22 @@ def train_revision_model(cache: Cache, base: ModelSpec, task, problems: list, tr
         if work is not None:
             _train(base, task, problems, traj, cfg, work, disable_tqdm)
     return ModelSpec(str(final), device=base.device, dtype=base.dtype, param=base.param)
+
+
+class _Trainer(Trainer):
+    """A `Trainer` whose validation batches have a collator of their own: the evaluation loop weighs each batch's loss
+    by its rows, which packing would make a count of rows rather than of trajectories."""
+
+    def __init__(self, *args, eval_collator, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.eval_collator = eval_collator
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        train_collator, self.data_collator = self.data_collator, self.eval_collator
+        try:
+            return super().get_eval_dataloader(eval_dataset)
+        finally:
+            self.data_collator = train_collator
 
 
 def _train(base: ModelSpec, task, problems, traj, cfg: RevisionTrainConfig, out_dir: Path, disable_tqdm):
@@ -116,9 +136,11 @@ def _train(base: ModelSpec, task, problems, traj, cfg: RevisionTrainConfig, out_
         remove_unused_columns=False, disable_tqdm=disable_tqdm,
         train_sampling_strategy="group_by_length" if cfg.batching == "by_length" else "random",
     )
-    trainer = quiet_trainer(Trainer(model=model, args=args, train_dataset=Corpus(*split[False]),
-                                    eval_dataset=Corpus(*split[True]),
-                                    data_collator=collate_solution_loss(tokenizer.pad_token_id)),
+    padded = collate_solution_loss(tokenizer.pad_token_id)
+    trainer = quiet_trainer(_Trainer(model=model, args=args, train_dataset=Corpus(*split[False]),
+                                     eval_dataset=Corpus(*split[True]), eval_collator=padded,
+                                     data_collator=collate_packed_solution_loss(tokenizer.pad_token_id)
+                                     if cfg.packed else padded),
                             "training the revision model", disable_tqdm)
     t0 = time.perf_counter()
     trainer.train()
@@ -137,7 +159,8 @@ def _train(base: ModelSpec, task, problems, traj, cfg: RevisionTrainConfig, out_
               "held_out_questions": len(held), "steps": int(trainer.state.global_step), "eval_every": eval_every,
               "lowest_eval_step": int(evals.step[int(np.argmin(evals.eval_loss))]), "chosen_step": step,
               "chosen_eval_loss": float(evals.eval_loss[kept]), "lowest_eval_loss": float(evals.eval_loss.min()),
-              "tokens_per_epoch": sum(map(len, split[False][0])), "wall_s": wall, "learning_rate": cfg.learning_rate,
+              "tokens_per_epoch": sum(map(len, split[False][0])), "packed": cfg.packed, "wall_s": wall,
+              "learning_rate": cfg.learning_rate,
               "attempts_in_context": traj.k.value_counts().sort_index().to_dict()}
     (out_dir / "train_record.json").write_text(json.dumps({k: (v if not isinstance(v, dict) else
                                                                {str(a): int(b) for a, b in v.items()})

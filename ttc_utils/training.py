@@ -21,7 +21,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.utils.notebook import NotebookProgressCallback
 
-from .batching import left_pad
+from .batching import left_pad, packed_rows
 from .cache import Cache, read_parquet
 from .checks import check, check_int, check_positive
 from .models import ModelSize, build_policy, count_params
@@ -110,6 +110,34 @@ def collate_solution_loss(pad_id: int):
             solution = ids.shape[1] - len(it["input_ids"]) + it["prompt_len"]  # the first solution token's column
             labels[i, solution:] = ids[i, solution:]
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    return collate
+
+
+def collate_packed_solution_loss(pad_id: int):
+    """The batch of `collate_solution_loss`, its sequences packed into rows as wide as its longest (`packed_rows`).
+
+    Each sequence restarts its position ids at 0, and no attention mask is passed, so transformers reads the packing
+    from the position ids and lets no sequence attend to another (`use_cache=False`: it only does so without a
+    cache). Same examples, same loss and gradients up to float rounding (`tests/test_training.py` holds it to the
+    padded batch), on fewer tokens where lengths are mixed. A row's leftover columns are padding, a sequence of their
+    own, without labels.
+    """
+    def collate(items):
+        lengths = [len(it["input_ids"]) for it in items]
+        rows, width = packed_rows(lengths, max(lengths)), max(lengths)
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        pos = torch.zeros((len(rows), width), dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        for r, members in enumerate(rows):
+            col = 0
+            for i in members:
+                row, n = torch.tensor(items[i]["input_ids"], dtype=torch.long), lengths[i]
+                ids[r, col:col + n] = row
+                pos[r, col:col + n] = torch.arange(n)
+                labels[r, col + items[i]["prompt_len"]:col + n] = row[items[i]["prompt_len"]:]
+                col += n
+            pos[r, col:] = torch.arange(width - col)
+        return {"input_ids": ids, "position_ids": pos, "labels": labels, "use_cache": False}
     return collate
 
 
