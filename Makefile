@@ -59,6 +59,7 @@ bench: setup
 	$(BIN)/python bench/sampling.py
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/training.py
+	$(BIN)/python bench/revisions.py
 
 clean-cache:
 	rm -rf data/cache notebooks/executed

@@ -59,14 +59,19 @@ def test_subset(cfg) -> list:
     return common.test_questions(cfg)[:cfg.revision_test_questions]
 
 
-def revision_model(cfg, policy: ModelSpec) -> tuple[ModelSpec, pd.DataFrame]:
-    """(the revision model, its trajectories): `revision_samples` samples of `policy` per training question at
-    `revision_temperature`, made into trajectories and fine-tuned on from `policy`."""
+def revision_trajectories(cfg, policy: ModelSpec) -> tuple[list, pd.DataFrame]:
+    """(the training questions, their revision trajectories): `revision_samples` samples of `policy` per question at
+    `revision_temperature`, made into trajectories."""
     task, problems = common.task(cfg), train_questions(cfg, "revision-trajectories", cfg.revision_questions)
     params = SamplingParams(n=cfg.revision_samples, temperature=cfg.revision_temperature,
                             max_new_tokens=common.max_new_tokens(cfg))
     samples = sample_problems(cfg.cache(), policy, task, problems, params, cfg.seed, name="revision-samples")
-    traj = trajectories(task, problems, samples, MAX_ATTEMPTS, cfg.seed)
+    return problems, trajectories(task, problems, samples, MAX_ATTEMPTS, cfg.seed)
+
+
+def revision_model(cfg, policy: ModelSpec) -> tuple[ModelSpec, pd.DataFrame]:
+    """(the revision model, its trajectories): `revision_trajectories`, fine-tuned on from `policy`."""
+    task, (problems, traj) = common.task(cfg), revision_trajectories(cfg, policy)
     train_cfg = RevisionTrainConfig(learning_rate=cfg.revision_learning_rate, epochs=cfg.revision_epochs,
                                     seed=cfg.seed)
     spec = train_revision_model(cfg.cache(), policy, task, problems, traj, train_cfg)
