@@ -16,7 +16,7 @@ reads what `make figures` cached (the base policy and notebook 03's revision sam
 from __future__ import annotations
 
 import argparse
-import time
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,18 +31,10 @@ from ttc_utils.stages.revisions import HISTORY_SCORE_BATCH, revision_trajectorie
 from ttc_utils.training import collate_packed_solution_loss, collate_solution_loss
 from ttc_utils.value_head import load_backbone, shared_step_features
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import best_of  # noqa: E402  (bench/timing.py, next to this file)
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def best_of(reps: int, runs: dict) -> tuple[dict[str, float], dict]:
-    """Best seconds and last output of each of `runs` (name -> callable), alternated `reps` times."""
-    best, outs = {name: float("inf") for name in runs}, {}
-    for _ in range(reps):
-        for name, run in runs.items():
-            t0 = time.perf_counter()
-            outs[name] = run()
-            best[name] = min(best[name], time.perf_counter() - t0)
-    return best, outs
 
 
 def main():

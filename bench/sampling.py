@@ -13,6 +13,7 @@ with its prefill in length groups against one prefill padded to the longest prom
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -28,6 +29,9 @@ from ttc_utils.policy import SamplingParams
 from ttc_utils.registry import load_policy
 from ttc_utils.stages import common
 from ttc_utils.tasks.arithmetic import ArithmeticTask
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import best_of  # noqa: E402  (bench/timing.py, next to this file)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,14 +84,15 @@ def grouped_vs_padded_prefill(policy, prompts: list[str], params: SamplingParams
     """Best-of-`reps` seconds of `sample_shared` on `prompts` with the prefill in length groups and in one padded
     batch, alternated; asserts the samples are the same."""
     settings = {"grouped": transformers_policy.PREFILL_TOKENS, "padded": 10**12}
-    best, outs = {name: float("inf") for name in settings}, {}
+
+    def prefill_in(tokens: int):
+        def run():
+            transformers_policy.PREFILL_TOKENS = tokens
+            return policy.sample_shared(prompts, params, seed=0)
+        return run
+
     try:
-        for _ in range(reps):
-            for name, tokens in settings.items():
-                transformers_policy.PREFILL_TOKENS = tokens
-                t0 = time.perf_counter()
-                outs[name] = policy.sample_shared(prompts, params, seed=0)
-                best[name] = min(best[name], time.perf_counter() - t0)
+        best, outs = best_of(reps, {name: prefill_in(tokens) for name, tokens in settings.items()})
     finally:
         transformers_policy.PREFILL_TOKENS = settings["grouped"]
     assert outs["grouped"].equals(outs["padded"]), "the grouped prefill changed the samples"
@@ -117,13 +122,15 @@ def main():
 
     policy.sample(prompts[:4], SamplingParams(n=2, max_new_tokens=8), seed=0)  # warm-up
     caches = {"growing": policy.make_cache, "library": lambda config: DynamicCache(config=config)}
-    best, outs = {name: float("inf") for name in caches}, {}
-    for _ in range(args.reps):  # alternated, best of each: a first large call pays for fresh memory
-        for name, make in caches.items():
+
+    def sample_with(make):
+        def run():
             policy.make_cache = make
-            t0 = time.perf_counter()
-            outs[name] = policy.sample(prompts, params, seed=0)
-            best[name] = min(best[name], time.perf_counter() - t0)
+            return policy.sample(prompts, params, seed=0)
+        return run
+
+    # alternated, best of each: a first large call pays for fresh memory
+    best, outs = best_of(args.reps, {name: sample_with(make) for name, make in caches.items()})
     out, library, t_suite, t_library = outs["growing"], outs["library"], best["growing"], best["library"]
     assert library.equals(out), "the growing KV cache changed the samples"
     naive_prompts = [prompts[i % len(prompts)] for i in range(args.naive)]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from ttc_utils.cache import MissingArtifact, cached_only
@@ -30,6 +29,7 @@ from ttc_utils.tasks.arithmetic import ArithmeticTask
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sampling import find_base_policy  # noqa: E402  (bench/sampling.py, next to this file)
+from timing import best_of  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -100,12 +100,7 @@ def main(argv=None):
     methods = {"best-of-N (samples only)": best_of_n, "best-of-N weighted (samples, PRM)": best_of_n_weighted,
                "beam search, shared-prefill sampler": beam(policy), "beam search, generate per step":
                beam(GeneratePath(policy))}
-    best, tokens = {name: float("inf") for name in methods}, {}
-    for _ in range(args.reps):  # alternated, best of each: this machine is noisy
-        for name, run in methods.items():
-            t0 = time.perf_counter()
-            tokens[name] = run()
-            best[name] = min(best[name], time.perf_counter() - t0)
+    best, tokens = best_of(args.reps, methods)
 
     print(f"{args.questions} questions x budget N={args.budget} ({generations} generations), beam width "
           f"{cfg.beam_width}, batch {args.batch_size}, best of {args.reps}, policy {policy.name}, PRM {prm.name}")
