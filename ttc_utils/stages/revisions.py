@@ -257,11 +257,11 @@ def control_rows(cfg, model: ModelSpec, chains: pd.DataFrame, bins: pd.DataFrame
     """Results-table rows of the control (`chains.control_chains`) on the first `revision_chains` chains of every
     sampling seed: setting "pass@1 at step t, another question's attempts" beside `step_rows`'s "pass@1 at step t",
     same questions, chains and seeds."""
-    task, problems = common.task(cfg), test_subset(cfg)
-    frames = [control_chains(cfg.cache(), model, task, problems, c, control_steps(cfg), cfg.revision_chains,
-                             _chain_params(cfg), seed, context=cfg.revision_context)
+    task, problems, steps = common.task(cfg), test_subset(cfg), control_steps(cfg)
+    frames = [control_chains(cfg.cache(), model, task, problems, c, steps, cfg.revision_chains, _chain_params(cfg),
+                             seed, context=cfg.revision_context)
               for seed, c in chains.groupby("seed", sort=True)]
-    rows = step_rows(pd.concat(frames, ignore_index=True), control_steps(cfg), cfg.revision_chains, bins)
+    rows = step_rows(pd.concat(frames, ignore_index=True), steps, cfg.revision_chains, bins)
     return rows.assign(setting=[f"{s}{CONTROL}" for s in rows.setting])
 
 
