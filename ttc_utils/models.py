@@ -9,10 +9,14 @@ from __future__ import annotations
 import functools
 import inspect
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
+
+if TYPE_CHECKING:
+    from transformers import LlamaConfig, LlamaForCausalLM
 
 # A notebook shows one progress bar per stage: transformers' own bars ("Loading weights", "Writing model shards")
 # and its warnings on stderr would repeat for every model a stage loads or saves, and say nothing the stage does not.
@@ -42,6 +46,10 @@ def llama_config(size: ModelSize, vocab_size: int, max_len: int, bos_id: int, eo
                  dropout: float = 0.0) -> LlamaConfig:
     if size.hidden % size.heads:
         raise ValueError(f"hidden={size.hidden} is not allowed: it must be divisible by heads={size.heads}")
+    # imported here, like `Trainer` in training.py: importing the Llama classes costs ~1.5 s, which every notebook's
+    # warm rerun (which builds no model) would otherwise pay
+    from transformers import LlamaConfig
+
     return LlamaConfig(
         vocab_size=vocab_size, hidden_size=size.hidden, intermediate_size=4 * size.hidden,
         num_hidden_layers=size.layers, num_attention_heads=size.heads, num_key_value_heads=size.heads,
@@ -54,6 +62,8 @@ def llama_config(size: ModelSize, vocab_size: int, max_len: int, bos_id: int, eo
 
 def build_policy(size: ModelSize, tokenizer, max_len: int, seed: int) -> LlamaForCausalLM:
     """A freshly initialised causal LM of the given size, deterministic under `seed`."""
+    from transformers import LlamaForCausalLM
+
     torch.manual_seed(seed)
     cfg = llama_config(size, len(tokenizer), max_len, tokenizer.bos_token_id, tokenizer.eos_token_id,
                        tokenizer.pad_token_id)

@@ -10,6 +10,7 @@ training questions every `eval_every` steps and the checkpoint of the evaluation
 """
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
 from .batching import right_pad
 from .cache import Cache, content_key
@@ -93,20 +94,26 @@ def train_revision_model(cache: Cache, base: ModelSpec, task, problems: list, tr
     return ModelSpec(str(final), device=base.device, dtype=base.dtype, param=base.param)
 
 
-class _Trainer(Trainer):
+@functools.cache
+def _eval_collator_trainer():
     """A `Trainer` whose validation batches have a collator of their own: the evaluation loop weighs each batch's loss
-    by its rows, which packing would make a count of rows rather than of trajectories."""
+    by its rows, which packing would make a count of rows rather than of trajectories. Defined at first use: importing
+    `Trainer` costs ~2 s, which every notebook's warm rerun (which trains nothing) would otherwise pay."""
+    from transformers import Trainer
 
-    def __init__(self, *args, eval_collator, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.eval_collator = eval_collator
+    class EvalCollatorTrainer(Trainer):
+        def __init__(self, *args, eval_collator, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.eval_collator = eval_collator
 
-    def get_eval_dataloader(self, eval_dataset=None):
-        train_collator, self.data_collator = self.data_collator, self.eval_collator
-        try:
-            return super().get_eval_dataloader(eval_dataset)
-        finally:
-            self.data_collator = train_collator
+        def get_eval_dataloader(self, eval_dataset=None):
+            train_collator, self.data_collator = self.data_collator, self.eval_collator
+            try:
+                return super().get_eval_dataloader(eval_dataset)
+            finally:
+                self.data_collator = train_collator
+
+    return EvalCollatorTrainer
 
 
 def _train(base: ModelSpec, task, problems, traj, cfg: RevisionTrainConfig, out_dir: Path, disable_tqdm):
@@ -137,7 +144,7 @@ def _train(base: ModelSpec, task, problems, traj, cfg: RevisionTrainConfig, out_
         train_sampling_strategy="group_by_length" if cfg.batching == "by_length" else "random",
     )
     padded = collate_solution_loss(tokenizer.pad_token_id)
-    trainer = quiet_trainer(_Trainer(model=model, args=args, train_dataset=Corpus(*split[False]),
+    trainer = quiet_trainer(_eval_collator_trainer()(model=model, args=args, train_dataset=Corpus(*split[False]),
                                      eval_dataset=Corpus(*split[True]), eval_collator=padded,
                                      data_collator=collate_packed_solution_loss(tokenizer.pad_token_id)
                                      if cfg.packed else padded),

@@ -12,12 +12,13 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.utils.notebook import NotebookProgressCallback
 
@@ -28,6 +29,9 @@ from .models import ModelSize, build_policy, count_params
 from .tokenizer import build_tokenizer
 from .workers import torch_threads
 from .world import WorldConfig, generate
+
+if TYPE_CHECKING:
+    from transformers import Trainer
 
 LR_SCALINGS = ("constant", "1/width")
 PRECISIONS = ("fp32", "bf16")
@@ -237,6 +241,8 @@ def train_policy(size: ModelSize, corpus: tuple[list[list[int]], list[int]], tok
                  learning_rate: float | None = None) -> dict:
     """Train one rung from scratch on `corpus` on `device` and save it in `out_dir`; returns its record
     (with its loss on `heldout` (ids, prompt lens) when given). `learning_rate` overrides `cfg.learning_rate`."""
+    from transformers import Trainer  # ~2 s to import: only where a model trains, not on a warm rerun
+
     learning_rate = cfg.learning_rate if learning_rate is None else learning_rate
     model = build_policy(size, tokenizer, cfg.max_len, cfg.seed)
     ids, prompt_lens = corpus

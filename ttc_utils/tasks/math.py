@@ -21,9 +21,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from math_verify import parse, verify
-from math_verify.errors import TimeoutException
-
 DATASET = "HuggingFaceH4/MATH-500"
 STEP_END = "\n\n"
 FIELDS = ("problem", "solution", "answer", "subject", "level", "unique_id")
@@ -209,6 +206,10 @@ def math_verify_equal(a: str, b: str, timeout_s: float = 5.0) -> bool:
     timeouts use SIGALRM: whole seconds, main thread only. So `timeout_s` is rounded up, and off the main thread
     the comparison runs without one (the caller must bound its time there). The timeout holds per parse and per
     comparison of parsed candidates, so one call can take a few times `timeout_s`."""
+    # imported here: math-verify brings sympy (~0.4 s), which notebooks on the arithmetic world never need
+    from math_verify import parse, verify
+    from math_verify.errors import TimeoutException
+
     try:
         if not isinstance(a, str) or not isinstance(b, str) or not a.strip() or not b.strip():
             return False
