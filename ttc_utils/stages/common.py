@@ -14,21 +14,29 @@ from ..tasks import Task, get_task
 from ..training import train_ladder
 
 _TASKS: dict[tuple, Task] = {}
+_TEST: dict[tuple, tuple] = {}
+
+
+def _task_key(cfg) -> tuple:
+    return cfg.task, repr(sorted(cfg.task_kwargs().items()))
 
 
 def task(cfg) -> Task:
     """The profile's task (`task`: the embedded world with its knobs, or MATH-500), built once per process: a MATH
     task reads its file on first use."""
-    kwargs = cfg.task_kwargs()
-    key = (cfg.task, repr(sorted(kwargs.items())))
+    key = _task_key(cfg)
     if key not in _TASKS:
-        _TASKS[key] = get_task(cfg.task, **kwargs)
+        _TASKS[key] = get_task(cfg.task, **cfg.task_kwargs())
     return _TASKS[key]
 
 
 def test_questions(cfg) -> list:
-    """The profile's test split: `num_test` distinct questions, the same in every notebook."""
-    return task(cfg).problems("test", cfg.num_test, cfg.seed)
+    """The profile's test split: `num_test` distinct questions, the same in every notebook; drawn once per process
+    (a notebook's stages ask for it ~20 times, and drawing the world's split takes ~0.1 s each time)."""
+    key = (_task_key(cfg), cfg.num_test, cfg.seed)
+    if key not in _TEST:
+        _TEST[key] = tuple(task(cfg).problems("test", cfg.num_test, cfg.seed))
+    return list(_TEST[key])
 
 
 def ladder(cfg, threads: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
