@@ -11,7 +11,7 @@ from ttc_utils.scoring import policy_logprobs, score_solutions
 from ttc_utils.tasks.arithmetic import ArithmeticTask
 from ttc_utils.token_verifier import TransformersVerifier
 from ttc_utils.value_head import LikelihoodVerifier
-from ttc_utils.verifier_quality import first_error_drops, within_question_auc
+from ttc_utils.verifier_quality import first_error_drops, roc_auc, within_question_auc
 from ttc_utils.verifier_training import (
     VerifierTrainConfig,
     train_record,
@@ -155,3 +155,18 @@ def test_per_token_labels_and_extra_layers_train_and_load(tiny_policy_dir, tmp_p
     assert v.model.config.num_hidden_layers == 2  # the tiny policy's one layer plus one
     scores, _ = v.score([PROBLEMS[1].prompt], [split(PROBLEMS[1].solution)])
     assert len(scores[0]) == 2
+
+
+def test_within_question_auc_equals_scipy_per_question():
+    # the vectorised rank sums against the reference: scipy's Mann-Whitney U on each question (in groupby's sorted
+    # order, so the mean adds the same floats in the same order)
+    rng = np.random.default_rng(0)
+    qids = np.repeat([f"q{i}" for i in range(60)], 16)
+    scores = rng.integers(0, 6, len(qids)) / 5  # few distinct values: many ties
+    correct = rng.random(len(qids)) < rng.random(60).repeat(16)
+    aucs = [roc_auc(scores[qids == q], correct[qids == q]) for q in sorted(set(qids))
+            if 0 < correct[qids == q].mean() < 1]
+    assert within_question_auc(scores, correct, qids) == np.mean(aucs)
+    mixed = next(q for q in sorted(set(qids)) if 0 < correct[qids == q].mean() < 1)
+    scores[np.flatnonzero(qids == mixed)[0]] = np.nan  # a NaN score propagates, as in scipy
+    assert np.isnan(within_question_auc(scores, correct, qids))

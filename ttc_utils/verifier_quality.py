@@ -26,8 +26,15 @@ def within_question_auc(scores, correct, qids) -> float:
     verifier ranks the samples of one question, with question difficulty taken out."""
     df = pd.DataFrame({"s": np.asarray(scores, dtype=float), "c": np.asarray(correct, dtype=bool),
                        "q": np.asarray(qids)})
-    aucs = [roc_auc(g.s, g.c) for _, g in df.groupby("q") if 0 < g.c.mean() < 1]
-    return float(np.mean(aucs)) if aucs else float("nan")
+    # `roc_auc` per question, all questions at once (one call per question took ~2 s on a 200-question pool): the
+    # Mann-Whitney U is the correct samples' rank sum (ties averaged) less its least value, n_pos (n_pos + 1) / 2
+    rank = df.groupby("q").s.rank(method="average")
+    g = pd.DataFrame({"n": df.groupby("q").size(), "pos": df.groupby("q").c.sum(),
+                      "rank_sum": rank.where(df.c, 0.0).groupby(df.q).sum(),
+                      "nan": df.s.isna().groupby(df.q).any()})  # a NaN score makes its question's AUC NaN
+    g = g[(g.pos > 0) & (g.pos < g.n)]
+    aucs = ((g.rank_sum - g.pos * (g.pos + 1) / 2) / (g.pos * (g.n - g.pos))).mask(g.nan)
+    return float(np.mean(aucs.to_numpy())) if len(aucs) else float("nan")
 
 
 def first_error_drops(task, problems: list, samples: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
