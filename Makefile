@@ -25,6 +25,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 figures: setup
+	@# every notebook's kernel imports ttc_utils: compiled once here, not once per kernel where PYTHONDONTWRITEBYTECODE
+	@# is set (pip compiles installed packages, not an editable one); an edited module is recompiled on import anyway
+	$(BIN)/python -m compileall -q ttc_utils
 	$(BIN)/python -m ttc_utils.run --profile $(PROFILE)
 
 test: setup
