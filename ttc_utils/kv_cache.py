@@ -59,8 +59,13 @@ class GrowingLayer(DynamicLayer):
 
     # The library's methods replace `keys` / `values` with new tensors; the buffers follow them.
     def batch_select_indices(self, indices):
-        super().batch_select_indices(indices)
-        self._rebuild()
+        if self._k is None or not self._len:
+            super().batch_select_indices(indices)
+            return self._rebuild()
+        # whole rows of the buffers, room included, in one contiguous copy: the library's select and then `_rebuild`
+        # copied each row twice, the second time into a strided slice (13% of a beam search's time, profiled)
+        self._k, self._v = self._k.index_select(0, indices), self._v.index_select(0, indices)
+        self.keys, self.values = self._k[:, :, :self._len], self._v[:, :, :self._len]
 
     def batch_repeat_interleave(self, repeats):
         super().batch_repeat_interleave(repeats)
