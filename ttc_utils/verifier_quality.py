@@ -28,9 +28,9 @@ def within_question_auc(scores, correct, qids) -> float:
                        "q": np.asarray(qids)})
     # `roc_auc` per question, all questions at once (one call per question took ~2 s on a 200-question pool): the
     # Mann-Whitney U is the correct samples' rank sum (ties averaged) less its least value, n_pos (n_pos + 1) / 2
-    rank = df.groupby("q").s.rank(method="average")
-    g = pd.DataFrame({"n": df.groupby("q").size(), "pos": df.groupby("q").c.sum(),
-                      "rank_sum": rank.where(df.c, 0.0).groupby(df.q).sum(),
+    by = df.groupby("q")
+    rank = by.s.rank(method="average")
+    g = pd.DataFrame({"n": by.size(), "pos": by.c.sum(), "rank_sum": rank.where(df.c, 0.0).groupby(df.q).sum(),
                       "nan": df.s.isna().groupby(df.q).any()})  # a NaN score makes its question's AUC NaN
     g = g[(g.pos > 0) & (g.pos < g.n)]
     aucs = ((g.rank_sum - g.pos * (g.pos + 1) / 2) / (g.pos * (g.n - g.pos))).mask(g.nan)
