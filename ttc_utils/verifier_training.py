@@ -190,6 +190,8 @@ def _train_value_head(base, labels, steps, targets, kind, cfg, out_dir, disable_
 
 
 def _train(base, labels, steps, targets, kind, cfg, out_dir, disable_tqdm):
+    from transformers import Trainer  # ~2 s to import: only where a verifier trains, not on a warm rerun
+
     tokenizer = AutoTokenizer.from_pretrained(base.path, revision=base.revision)
     held = _held_out_questions(labels, cfg)
     items = {True: [], False: []}
@@ -201,8 +203,6 @@ def _train(base, labels, steps, targets, kind, cfg, out_dir, disable_tqdm):
             t = [x for x, span in zip(t, spans) for _ in span]
             positions = [i for span in spans for i in span]
         items[qid in held].append({"input_ids": ids, "positions": positions, "targets": t})
-    from transformers import Trainer  # ~2 s to import: only where a verifier trains, not on a warm rerun
-
     model = verifier_from_policy(base.path, cfg, base.revision)
     # evaluate at least once per epoch, so early stopping has something to keep even on tiny runs
     eval_every = min(cfg.eval_every, -(-len(items[False]) // cfg.batch_size))
