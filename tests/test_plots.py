@@ -25,3 +25,32 @@ def test_figures_are_byte_identical_across_runs_and_carry_their_numbers(tmp_path
         assert (tmp_path / "a" / f"curve.{ext}").read_bytes() == (tmp_path / "b" / f"curve.{ext}").read_bytes()
     assert b"CreationDate" not in (tmp_path / "a" / "curve.pdf").read_bytes()
     assert json.loads((tmp_path / "a" / "curve.json").read_text())[2] == {"budget": 4, "accuracy": 0.7}
+
+
+def test_savefig_shows_the_written_png_at_the_inline_size_and_closes_the_figure(tmp_path, monkeypatch):
+    import IPython
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython, "get_ipython", lambda: object())  # as in a notebook's kernel
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    set_style()  # figure.dpi 110, savefig.dpi 150
+    fig = draw()
+    path = savefig(fig, "curve", pd.DataFrame({"x": [1]}), tmp_path)
+    assert not plt.fignum_exists(fig.number)  # the inline backend has nothing left to draw again
+    (image,) = shown
+    assert image.data == path.read_bytes()
+    width = int.from_bytes(path.read_bytes()[16:20], "big")
+    assert image.width == round(width * 110 / 150)
+
+
+def test_savefig_outside_ipython_shows_nothing(tmp_path, monkeypatch):
+    import IPython
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython, "get_ipython", lambda: None)
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    fig = draw()
+    savefig(fig, "curve", [], tmp_path)
+    assert shown == [] and not plt.fignum_exists(fig.number)
