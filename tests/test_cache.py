@@ -44,6 +44,19 @@ def test_chunks_resume_after_a_failure_without_recomputing(tmp_path):
     assert len(calls) == 6
 
 
+def test_a_warm_read_writes_nothing_and_restores_a_missing_meta(tmp_path):
+    cache = Cache(tmp_path)
+    cache.chunked("t", {"p": 1}, 2, lambda i: pd.DataFrame({"i": [i]}))
+    folder = cache.folder("t", {"p": 1})
+    before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    time.sleep(0.01)
+    cache.chunked("t", {"p": 1}, 2, lambda i: pd.DataFrame({"i": [i]}))
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before
+    (folder / "meta.json").unlink()
+    cache.chunked("t", {"p": 1}, 2, lambda i: pd.DataFrame({"i": [i]}))
+    assert json.loads((folder / "meta.json").read_text()) == {"name": "t", "params": {"p": 1}, "num_chunks": 2}
+
+
 SCRIPT = textwrap.dedent("""
     import sys, time
     import pandas as pd

@@ -303,7 +303,8 @@ class Cache:
         todo = [i for i in wanted if i in missing]
         if todo:
             _refuse(f"{name!r} ({len(todo)} of {num_chunks} chunks)", folder)
-        write_json_atomic({"name": name, "params": params, "num_chunks": num_chunks}, folder / META)
+        if todo or not (folder / META).exists():  # a warm read writes nothing
+            write_json_atomic({"name": name, "params": params, "num_chunks": num_chunks}, folder / META)
         # in the workers when there are more than one (run_jobs computes a lone chunk here)
         run_jobs([partial(_compute_chunk, compute, i, paths[i]) for i in todo], self.workers, desc or name, progress)
         return pd.concat([self._load_chunk(paths[i], i, compute) for i in wanted], ignore_index=True)
