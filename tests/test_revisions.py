@@ -159,6 +159,33 @@ def test_the_exclusion_bound_is_what_never_repeating_a_tried_answer_gives():
         exclusion_bound(samples, max_attempts=-1)
 
 
+def test_the_exclusion_bound_equals_the_draw_by_draw_loop():
+    """The vectorised bound against the plain loop it replaced: the same draws (rng.choice's stream), the same
+    means, on questions with repeated wrong answers and unparsable ones."""
+    from ttc_utils.revisions import exclusion_bound
+
+    rng = np.random.default_rng(3)
+    rows = [(f"q{q}", a, a == "0") for q in range(30) for a in rng.choice(["0", "1", "2", "3", None], size=12)]
+    samples = pd.DataFrame(rows, columns=["qid", "answer", "correct"])
+
+    def loop(samples, max_attempts, draws, seed):
+        rng, per_k = np.random.default_rng([seed, 7]), [[] for _ in range(max_attempts + 1)]
+        for _, g in samples.groupby("qid", sort=True):
+            correct = g.correct.to_numpy(dtype=bool)
+            share = g.answer.value_counts(normalize=True, dropna=False).to_dict()
+            wrong, pass1 = g.answer[~correct & g.answer.notna()].tolist(), correct.mean()
+            for k in range(max_attempts + 1):
+                if k == 0 or not wrong or pass1 == 0:
+                    per_k[k].append(pass1)
+                    continue
+                tried = [{wrong[i] for i in rng.choice(len(wrong), size=k)} for _ in range(draws)]
+                per_k[k].append(np.mean([pass1 / (1 - sum(sorted(share[a] for a in t))) for t in tried]))
+        return [float(np.mean(v)) for v in per_k]
+
+    out = exclusion_bound(samples, max_attempts=4, draws=50, seed=1)["pass@1"].tolist()
+    assert out == pytest.approx(loop(samples, 4, 50, 1), rel=1e-12)
+
+
 def test_answer_repeats_compares_revisions_with_fresh_samples_of_the_same_questions():
     from ttc_utils.revisions import answer_repeats
     chains = pd.DataFrame([  # (qid, chain, step, answer, correct)

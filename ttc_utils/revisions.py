@@ -31,7 +31,7 @@ def closest(target: str, candidates: list[str]) -> int:
     """Index of the candidate with the smallest character edit distance to `target` (the first on ties)."""
     check(len(candidates) > 0, "candidates", candidates, "at least one string")
     distances = [Levenshtein.distance(target, c) for c in candidates]
-    return int(np.argmin(distances))
+    return min(range(len(distances)), key=distances.__getitem__)  # the first smallest, as np.argmin
 
 
 def trajectories(task, problems: list, samples: pd.DataFrame, max_attempts: int = MAX_ATTEMPTS,
@@ -48,10 +48,16 @@ def trajectories(task, problems: list, samples: pd.DataFrame, max_attempts: int 
     check(not test, "problems", test[:3], "training-split questions only (these are in the test split)")
     known = {p.qid for p in problems}
     parsed = samples[samples.answer.notna() & samples.qid.isin(known)]
+    # per question (in order of first appearance) its samples in sample order, from plain lists: per-group pandas
+    # indexing cost more than the edit distances
+    by_qid: dict = {}
+    for qid, index, text, correct in zip(parsed.qid.tolist(), parsed.sample_index.tolist(), parsed.text.tolist(),
+                                         parsed.correct.astype(bool).tolist()):
+        by_qid.setdefault(qid, []).append((index, text, correct))
     rows = []
-    for qid, group in parsed.groupby("qid", sort=False):
-        group = group.sort_values("sample_index")
-        right, wrong = group.text[group.correct].tolist(), group.text[~group.correct].tolist()
+    for qid, group in by_qid.items():
+        group.sort(key=lambda row: row[0])
+        right, wrong = [t for _, t, c in group if c], [t for _, t, c in group if not c]
         rng = np.random.default_rng(derive_seed(seed, "trajectory", qid))
         for target in right:
             k = min(int(rng.integers(0, max_attempts + 1)), len(wrong))
@@ -82,10 +88,12 @@ def chain_prompts(task, problems: list, chains: pd.DataFrame, context: int = MAX
     """Per row of `chains` (qid, chain, step, text), in its order, the prompt that attempt was sampled from: the
     question, then the `context` attempts before it in its chain."""
     by_qid = {p.qid: p for p in problems}
-    seeds = chains.seed if "seed" in chains else pd.Series(0, index=chains.index)  # chains of several samplings
-    text = dict(zip(zip(seeds, chains.qid, chains.chain, chains.step), chains.text))
+    seeds = chains.seed.tolist() if "seed" in chains else [0] * len(chains)  # chains of several samplings
+    # plain lists: iterating a pandas string column element by element costs more than the prompts themselves
+    qids, chain_ids, steps = chains.qid.tolist(), chains.chain.tolist(), chains.step.tolist()
+    text = dict(zip(zip(seeds, qids, chain_ids, steps), chains.text.tolist()))
     return [task.prompt(by_qid[q], [text[(r, q, c, s)] for s in range(max(1, t - context), t)])
-            for r, q, c, t in zip(seeds, chains.qid, chains.chain, chains.step)]
+            for r, q, c, t in zip(seeds, qids, chain_ids, steps)]
 
 
 def orm_labels(task, problems: list, chains: pd.DataFrame, context: int = MAX_ATTEMPTS, history: bool = True
@@ -140,7 +148,7 @@ def answer_repeats(chains: pd.DataFrame, samples: pd.DataFrame) -> dict[str, flo
     after = c[prev_correct.eq(False) & prev_answer.notna()]
     repeated = (after.answer == prev_answer[after.index]).to_numpy()
     expected = {}
-    for qid, g in samples[samples.qid.isin(after.qid)].groupby("qid"):
+    for qid, g in samples[samples.qid.isin(after.qid.unique())].groupby("qid"):  # isin is slow on long lists
         wrong = g.answer[~g.correct.astype(bool) & g.answer.notna()]
         share = g.answer.value_counts(normalize=True)
         expected[qid] = float(share[wrong].mean()) if len(wrong) else float("nan")
@@ -165,13 +173,17 @@ def exclusion_bound(samples: pd.DataFrame, max_attempts: int = MAX_ATTEMPTS, dra
         correct = g.correct.to_numpy(dtype=bool)
         share = g.answer.value_counts(normalize=True, dropna=False).to_dict()
         wrong = g.answer[~correct & g.answer.notna()].tolist()  # an unparsable attempt names no answer to avoid
+        codes, answers = pd.factorize(np.array(wrong, dtype=object))  # codes in order of first appearance
+        answer_share = np.array([share[a] for a in answers] + [0.0])  # [-1]: the padding of a repeated answer
         pass1 = correct.mean()
         for k in range(max_attempts + 1):
             if k == 0 or not wrong or pass1 == 0:  # (nothing to gain; and no 0 / 0 when every answer is tried)
                 per_k[k].append(pass1)
                 continue
-            tried = ({wrong[i] for i in rng.choice(len(wrong), size=k)} for _ in range(draws))  # distinct answers
-            per_k[k].append(np.mean([pass1 / (1 - sum(share[a] for a in t)) for t in tried]))
+            # one draw of k attempts per call, as rng.choice(len(wrong), size=k) draws them (the same stream)
+            tried = np.sort(codes[np.stack([rng.integers(0, len(wrong), size=k) for _ in range(draws)])], axis=1)
+            tried[:, 1:][tried[:, 1:] == tried[:, :-1]] = -1  # each distinct answer counted once
+            per_k[k].append(np.mean(pass1 / (1 - answer_share[tried].sum(axis=1))))
     return pd.DataFrame({"previous_wrong_attempts": range(max_attempts + 1),
                          "pass@1": [float(np.mean(v)) for v in per_k]})
 
