@@ -188,7 +188,7 @@ def relative_improvement(cfg, optimal: pd.DataFrame, greedy: pd.DataFrame, match
     for m in match[match.rung == rung].itertuples():
         tt = optimal[(optimal.setting == settings[m.kind]) & (optimal.budget == m.budget)]
         for group, bins in difficulty_groups(cfg.num_bins).items():
-            a, b = _group_accuracy(tt, bins), _group_accuracy(large[large.qid.isin(tt.qid)], bins)
+            a, b = _group_accuracy(tt, bins), _group_accuracy(large[large.qid.isin(tt.qid.unique())], bins)
             rows.append({"kind": m.kind, "R": m.R, "ratio": f"R={m.R:g}", "group": group,
                          "bins": "-".join(map(str, bins)), "budget": m.budget, "test_time": a, "larger": b,
                          "improvement": a / b - 1 if b else np.nan})
