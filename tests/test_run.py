@@ -52,7 +52,7 @@ def test_a_failing_notebook_raises_one_line_naming_the_error_and_the_log(tmp_pat
 
 
 def test_main_prints_one_line_and_exits_1(monkeypatch, capsys):
-    def fails(name, profile, overrides):
+    def fails(name, profile, overrides, km=None):
         raise NotebookFailed(name, profile, 4, "ValueError", "boom", "/x/00_world.ipynb")
 
     monkeypatch.setattr(run, "run_notebook", fails)
@@ -69,3 +69,33 @@ def test_main_reports_a_bad_parameter_in_one_line(capsys):
     assert e.value.code == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "sampels" in err and "Traceback" not in err
+
+
+def test_main_checks_every_notebook_before_any_runs(monkeypatch, capsys):
+    started = []
+    monkeypatch.setattr(run, "start_kernel", lambda *a: started.append(a))
+    with pytest.raises(SystemExit):  # 01_difficulty_bins declares no samples_per_question
+        main(["--profile", "smoke", "-p", "samples_per_question=3", "00_world", "01_difficulty_bins"])
+    assert "01_difficulty_bins" in capsys.readouterr().err and started == []
+
+
+@pytest.mark.notebook
+def test_a_kernel_started_ahead_has_the_stages_imported_and_no_names_left(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell('profile = "default"  # the profile')
+    params.metadata["tags"] = ["parameters"]
+    probe = ("import sys\n"
+             "print(sorted(m for m in sys.modules if m.startswith('ttc_utils.stages.')))\n"
+             "print(sorted(k for k in globals() if not k.startswith('_')))")
+    nb.cells = [params, nbformat.v4.new_code_cell(probe)]
+    nbformat.write(nb, tmp_path / "98_probe.ipynb")
+    km = run.start_kernel(tmp_path)
+    try:
+        out = run_notebook("98_probe", "smoke", out_dir=tmp_path / "out", progress=False, notebooks_dir=tmp_path,
+                           km=km)
+    finally:
+        run.stop_kernel(km)
+    stages, names = nbformat.read(out, as_version=4).cells[-1].outputs[0]["text"].splitlines()
+    assert "ttc_utils.stages.revisions" in stages and "ttc_utils.stages.world" in stages
+    assert eval(names) == sorted(["In", "Out", "get_ipython", "exit", "quit", "open", "sys", "profile"])
