@@ -99,3 +99,11 @@ def test_a_kernel_started_ahead_has_the_stages_imported_and_no_names_left(tmp_pa
     stages, names = nbformat.read(out, as_version=4).cells[-1].outputs[0]["text"].splitlines()
     assert "ttc_utils.stages.revisions" in stages and "ttc_utils.stages.world" in stages
     assert eval(names) == sorted(["In", "Out", "get_ipython", "exit", "quit", "open", "sys", "profile"])
+
+
+def test_a_shard_that_only_samples_gets_no_kernel(monkeypatch):
+    started, ran = [], []
+    monkeypatch.setattr(run, "start_kernel", lambda *a: started.append(a))
+    monkeypatch.setattr(run, "run_notebook", lambda name, profile, overrides, km=None: ran.append((name, km)))
+    main(["--profile", "smoke", "-p", "shard=0", "-p", "num_shards=2", "02_prm_search"])
+    assert started == [] and ran == [("02_prm_search", None)]

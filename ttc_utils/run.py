@@ -92,6 +92,11 @@ def stop_kernel(km: AsyncKernelManager, now: bool = False) -> None:
 SAMPLE_ONLY_SHARDS = {"02_prm_search": "ttc_utils.stages.prm_search"}
 
 
+def samples_only(name: str, cfg) -> bool:
+    """True for a shard of a notebook of `SAMPLE_ONLY_SHARDS` (`cfg`: its config): it samples here, in no kernel."""
+    return name in SAMPLE_ONLY_SHARDS and cfg is not None and cfg.num_shards > 1
+
+
 def run_shard(name: str, cfg, progress: bool = True) -> None:
     """One shard's sampling of notebook `name` (its module's `sample_shard`) into the shard's cache."""
     t0 = time.perf_counter()
@@ -134,7 +139,7 @@ def run_notebook(name: str, profile: str, overrides: dict | None = None, out_dir
     """
     notebooks_dir = Path(notebooks_dir or NOTEBOOKS_DIR)
     params, cfg = checked_parameters(name, profile, overrides, notebooks_dir)
-    if name in SAMPLE_ONLY_SHARDS and cfg.num_shards > 1:
+    if samples_only(name, cfg):
         return run_shard(name, cfg, progress)
     src = notebooks_dir / f"{name}.ipynb"
     out_dir = Path(out_dir or notebooks_dir / "executed" / profile)
@@ -153,11 +158,17 @@ def run_notebook(name: str, profile: str, overrides: dict | None = None, out_dir
 
 def run_all(names: list[str], profile: str, overrides: dict | None = None) -> None:
     """Run notebooks `names` in order, each in a kernel started while the notebook before it ran (`start_kernel`).
-    A kernel that ran its notebook is asked to exit and left to it (~1.3 s) while the next notebook runs."""
-    spare, exiting = start_kernel(), []
+    A kernel that ran its notebook is asked to exit and left to it (~1.3 s) while the next notebook runs; a shard that
+    only samples (`samples_only`) gets none."""
+    in_kernel = [n for n in names if not samples_only(n, checked_parameters(n, profile, overrides)[1])]
+    spare, exiting = (start_kernel() if in_kernel else None), []
     try:
-        for i, name in enumerate(names):
-            km, spare = spare, (start_kernel() if i + 1 < len(names) else None)
+        for name in names:
+            if name not in in_kernel:
+                run_notebook(name, profile, overrides)
+                continue
+            in_kernel.remove(name)
+            km, spare = spare, (start_kernel() if in_kernel else None)
             ran = False
             try:
                 ran = run_notebook(name, profile, overrides, km=km) is not None
