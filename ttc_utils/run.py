@@ -158,9 +158,11 @@ def run_notebook(name: str, profile: str, overrides: dict | None = None, out_dir
 
 def run_all(names: list[str], profile: str, overrides: dict | None = None) -> None:
     """Run notebooks `names` in order, each in a kernel started while the notebook before it ran (`start_kernel`).
+    Every notebook is checked first: a bad name, profile or value fails before any notebook runs or kernel starts.
     A kernel that ran its notebook is asked to exit and left to it (~1.3 s) while the next notebook runs; a shard that
     only samples (`samples_only`) gets none."""
-    in_kernel = [n for n in names if not samples_only(n, checked_parameters(n, profile, overrides)[1])]
+    configs = [checked_parameters(n, profile, overrides)[1] for n in names]
+    in_kernel = [n for n, cfg in zip(names, configs) if not samples_only(n, cfg)]
     spare, exiting = (start_kernel() if in_kernel else None), []
     try:
         for name in names:
@@ -201,8 +203,6 @@ def main(argv=None):
         overrides[k] = yaml.safe_load(v)
     names = args.notebooks or notebook_names()
     try:
-        for name in names:  # a bad name, profile or value fails here, before any notebook runs
-            checked_parameters(name, args.profile, overrides)
         run_all(names, args.profile, overrides)
     except (NotebookFailed, ValueError, TypeError, FileNotFoundError) as e:
         # our errors are written to be read in one line; a traceback adds nothing but length
