@@ -4,7 +4,7 @@ import torch
 from transformers import DynamicCache
 
 import ttc_utils.kv_cache as kv_cache
-from ttc_utils.kv_cache import GrowingLayer, growing_cache, stack_left_padded, stackable
+from ttc_utils.kv_cache import GrowingLayer, growing_cache, select_rows, stack_left_padded, stackable
 from ttc_utils.model_spec import ModelSpec
 from ttc_utils.policy import SamplingParams
 from ttc_utils.registry import load_policy
@@ -90,3 +90,22 @@ def test_only_plain_full_attention_caches_are_stackable():
                             num_key_value_heads=2, sliding_window=8, vocab_size=32)
     assert stackable(growing_cache(llama)) and stackable(DynamicCache(config=llama))
     assert not stackable(growing_cache(mistral)) and not stackable(DynamicCache())
+
+
+@pytest.mark.parametrize("kind", ["llama", "mistral"])
+def test_selected_rows_are_a_new_cache_and_the_old_one_stays(kind):
+    """Several suffix passes read on from one prefill: each gets its own rows, the prefill's cache is left as it was
+    (a sliding-window cache, which cannot be stacked, is copied and then selected)."""
+    from transformers import LlamaConfig, MistralConfig
+    shape = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                 num_key_value_heads=2, vocab_size=32)
+    config = LlamaConfig(**shape) if kind == "llama" else MistralConfig(sliding_window=8, **shape)
+    cache = DynamicCache(config=config)
+    keys = [torch.randn(3, 2, 5, 8) for _ in range(2)]
+    for layer, k in enumerate(keys):
+        cache.update(k, -k, layer)
+    picked = select_rows(cache, torch.tensor([2, 0, 2]))
+    for layer, k in enumerate(keys):
+        assert torch.equal(picked.layers[layer].keys, k[[2, 0, 2]])
+        assert torch.equal(picked.layers[layer].values, -k[[2, 0, 2]])
+        assert torch.equal(cache.layers[layer].keys, k) and torch.equal(cache.layers[layer].values, -k)

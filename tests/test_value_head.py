@@ -5,6 +5,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from ttc_utils import value_head
 from ttc_utils.model_spec import ModelSpec
 from ttc_utils.registry import load_verifier
 from ttc_utils.tasks.arithmetic import ArithmeticTask
@@ -91,8 +92,11 @@ def test_likelihood_verifier_round_trips_and_scores_independently_of_the_batch(l
     assert all(0 < x < 1 for s in s1 for x in s) and len(set(np.round(s1[0], 6))) > 1
 
 
-def test_shared_prefix_features_match_one_forward_per_solution(lm_tok):
-    """Children of one beam share all but their last step: reading the prefix once changes no feature."""
+@pytest.mark.parametrize("overhead", [0, value_head.CALL_OVERHEAD_TOKENS, 10**6])
+def test_shared_prefix_features_match_one_forward_per_solution(lm_tok, monkeypatch, overhead):
+    """Children of one beam share all but their last step: reading the prefix once changes no feature, however
+    the passes are cut by length (a call per length, the default, one call) and with a solution that shares nothing."""
+    monkeypatch.setattr(value_head, "CALL_OVERHEAD_TOKENS", overhead)
     lm, tok = lm_tok
     prompts, steps = [], []
     for c in COMPLETIONS:
@@ -102,6 +106,8 @@ def test_shared_prefix_features_match_one_forward_per_solution(lm_tok):
             steps.append(s[:j])
     steps.append(split(COMPLETIONS[0])[:1] + ["9+9\n"])  # a sibling that differs in its last step only
     prompts.append(P.prompt)
+    steps.append(split(COMPLETIONS[1]))  # alone after its prompt: read whole with the prefixes
+    prompts.append("Q:\n1+1\n")
     ref, ref_tokens = step_features(lm, tok, prompts, steps, batch_size=4)
     got, tokens = shared_step_features(lm, tok, prompts, steps, batch_size=4)
     assert [f.shape for f in got] == [f.shape for f in ref]

@@ -8,7 +8,7 @@ from ttc_utils.registry import load_verifier
 from ttc_utils.tasks.arithmetic import ArithmeticTask
 from ttc_utils.token_verifier import TransformersVerifier
 from ttc_utils.tokenizer import build_tokenizer
-from ttc_utils.verifier import encode_steps, step_end_offsets
+from ttc_utils.verifier import _ids_and_offsets, encode_many, encode_steps, step_end_offsets
 from ttc_utils.verifier_quality import roc_auc
 
 TASK = ArithmeticTask()
@@ -36,6 +36,20 @@ def test_encode_steps_points_at_each_step_end_token():
     assert [tok.decode([ids[p]]) for p in positions] == ["\n", "\n"]
     assert tok.decode(ids[:positions[0] + 1], skip_special_tokens=True) == prompt + "7\n"
     assert len(positions) == 2
+
+
+def test_encode_many_reads_what_the_library_call_gives():
+    """The fast tokenizer's own batch encoding (read directly) gives the ids and offsets of the transformers call;
+    a backend set to pad goes through the library call, which pads nothing unless asked."""
+    texts = ["Q:\n3+4\n7\nA:7\n", "Q:\n5*6-2\n", "", "Q:\n9\n8"]
+    tok = build_tokenizer()
+    enc = tok(texts, return_offsets_mapping=True)
+    library = [(ids, [tuple(o) for o in offs]) for ids, offs in zip(enc["input_ids"], enc["offset_mapping"])]
+    assert [(list(i), [tuple(o) for o in offs]) for i, offs in _ids_and_offsets(tok, texts)] == library
+    padded = build_tokenizer()
+    padded.backend_tokenizer.enable_padding(pad_id=tok.pad_token_id, length=40)
+    assert [list(i) for i, _ in _ids_and_offsets(padded, texts)] == [i for i, _ in library]
+    assert encode_many(tok, [], []) == []
 
 
 def test_through_answer_cuts_after_the_answer_line():

@@ -15,6 +15,8 @@ attention of the rows themselves).
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
@@ -126,3 +128,14 @@ def stack_left_padded(cache, parts: list, rows: list[list[int]], total: int, wid
             v[index, :, width - pv.shape[-2]:] = pv
         cache.update(k, v, layer)
     return cache
+
+
+def select_rows(cache, index: torch.Tensor):
+    """A new cache holding rows `index` of `cache`, which stays as it was (several batches read on from one prefill's
+    rows); a cache `stack_left_padded` could not fill is copied whole and then selected."""
+    if stackable(cache):
+        return DynamicCache([(layer.keys.index_select(0, index), layer.values.index_select(0, index))
+                             for layer in cache.layers])
+    out = copy.deepcopy(cache)
+    out.batch_select_indices(index)
+    return out

@@ -12,7 +12,7 @@ from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from .batching import length_batches, right_pad
 from .models import count_params
-from .verifier import encode_steps, unique_pairs
+from .verifier import encode_many, unique_pairs
 
 
 class TransformersVerifier:
@@ -33,7 +33,7 @@ class TransformersVerifier:
     @torch.inference_mode()
     def score(self, prompts: list[str], steps: list[list[str]]) -> tuple[list[list[float]], list[int]]:
         pairs, index = unique_pairs(prompts, steps)
-        encoded = [encode_steps(self.tokenizer, p, s) for p, s in pairs]
+        encoded = encode_many(self.tokenizer, [p for p, _ in pairs], [s for _, s in pairs])
         scores: list[list[float]] = [[] for _ in pairs]
         batches = length_batches([len(e[0]) for e in encoded], self.batch_size)
         for batch in tqdm(batches, desc=f"scoring {self.name}", disable=not self.progress or None, leave=False):

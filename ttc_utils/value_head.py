@@ -27,9 +27,10 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from .batching import left_pad, length_batches, right_pad
+from .batching import cheapest_groups, left_pad, length_batches, right_pad
+from .kv_cache import select_rows
 from .models import cache_kwargs, count_params, output_cache, torch_dtype
-from .verifier import encode_steps, unique_pairs
+from .verifier import encode_many, unique_pairs
 
 # the verifier recipes: this value head, or the fine-tuned backbone (`token_verifier`)
 HEADS = ("likelihood", "finetune")
@@ -38,6 +39,9 @@ HEAD_WEIGHTS = "value_head.safetensors"
 # the columns after the hidden state; "run_" ones cover steps 1..j, so the last step's cover the completion
 LIKELIHOOD_FEATURES = ("step_min", "step_sum", "run_min", "run_sum", "step_index")
 NUM_LIKELIHOOD_FEATURES = len(LIKELIHOOD_FEATURES)
+# what one more forward pass costs, in padded tokens, when `shared_step_features` cuts a batch by length: ~1 ms of
+# per-call overhead on the embedded world's PRM (4 layers) against ~15-20 us a token
+CALL_OVERHEAD_TOKENS = 64
 
 
 def likelihood_column(name: str) -> int:
@@ -66,8 +70,7 @@ def step_features(lm, tokenizer, prompts: list[str], steps: list[list[str]], bat
 
     `steps[i]` is solution i as its task split it. One forward pass per solution, batched by length,
     right-padded (so a solution's features do not depend on its batch)."""
-    encoded = [encode_steps(tokenizer, p, s) for p, s in zip(prompts, steps)]
-    starts = [len(tokenizer(p).input_ids) for p in prompts]
+    encoded, starts = encode_many(tokenizer, prompts, steps), prompt_lengths(tokenizer, prompts)
     width = lm.config.hidden_size + NUM_LIKELIHOOD_FEATURES
     out: list[np.ndarray] = [np.zeros((0, width), dtype=np.float32)] * len(encoded)
     batches = length_batches([len(e[0]) for e in encoded], batch_size)
@@ -79,6 +82,13 @@ def step_features(lm, tokenizer, prompts: list[str], steps: list[list[str]], bat
         for r, i in enumerate(batch):
             out[i] = _feature_rows(hidden[r], logp[r], starts[i], encoded[i][1])
     return out, [len(e[0]) for e in encoded]
+
+
+def prompt_lengths(tokenizer, prompts: list[str]) -> list[int]:
+    """Each prompt's token count, tokenizing each distinct prompt once (a question's candidates share theirs)."""
+    unique = list(dict.fromkeys(prompts))
+    n = dict(zip(unique, (len(ids) for ids in tokenizer(unique).input_ids))) if unique else {}
+    return [n[p] for p in prompts]
 
 
 def _feature_rows(hidden: torch.Tensor, logp: torch.Tensor, start: int, ends: list[int]) -> np.ndarray:
@@ -117,56 +127,73 @@ def shared_step_features(lm, tokenizer, prompts: list[str], steps: list[list[str
                          progress: bool = False) -> tuple[list[np.ndarray], list[int]]:
     """As `step_features`, with every shared prefix read once: solutions are grouped by the longest prefix they
     share (at a step boundary), each prefix is prefilled once and its KV cache copied to each member, whose own
-    tokens are then read on top of it. The features match `step_features` to float precision (tested); the
-    tokens of a prefix are counted once, on the first member of its group, so per-question sums are what was read.
+    tokens are then read on top of it. A solution that shares nothing is read whole with the prefixes. Both passes
+    are cut into `batching.cheapest_groups` by length (padding against calls). The features match `step_features`
+    to float precision (tested); the tokens of a prefix are counted once, on the first member of its group, so
+    per-question sums are what was read.
     """
-    encoded = [encode_steps(tokenizer, p, s) for p, s in zip(prompts, steps)]
-    starts = [len(tokenizer(p).input_ids) for p in prompts]
+    encoded, starts = encode_many(tokenizer, prompts, steps), prompt_lengths(tokenizer, prompts)
     cut = _shared_prefix_lengths(encoded, starts)
     groups: dict[tuple, list[int]] = {}
     for i, (ids, _) in enumerate(encoded):
         groups.setdefault(tuple(ids[:cut[i]]), []).append(i)
+    # a prefix no other member of its group shares is read whole in the prefix pass: as a suffix it would only
+    # widen its batch's right-padded suffix pass (a deduplicated beam, whose prefix its cousins share, is)
+    for key, m in list(groups.items()):
+        if len(m) == 1 and cut[m[0]] < len(encoded[m[0]][0]):
+            del groups[key]
+            cut[m[0]] = len(encoded[m[0]][0])
+            groups.setdefault(tuple(encoded[m[0]][0]), []).append(m[0])
     prefixes, members = list(groups), list(groups.values())
     width = lm.config.hidden_size + NUM_LIKELIHOOD_FEATURES
     out: list[np.ndarray] = [np.zeros((0, width), dtype=np.float32)] * len(encoded)
     tokens = [len(encoded[i][0]) - cut[i] for i in range(len(encoded))]
     for g, m in enumerate(members):
         tokens[m[0]] += len(prefixes[g])
-    pad, device = tokenizer.pad_token_id, lm.device
     batches = length_batches([len(p) for p in prefixes], batch_size, weights=[len(m) for m in members])
     for batch in tqdm(batches, desc="verifier features", disable=not progress or None, leave=False):
-        x, mask = left_pad([list(prefixes[g]) for g in batch], pad)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        o = lm(input_ids=x.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
-               use_cache=True, output_hidden_states=True)
-        p_hidden = o.hidden_states[-1].float().cpu()
-        p_logp = torch.log_softmax(o.logits.float(), -1).cpu()  # row t: the distribution of token t+1
-        rows = [(r, i) for r, g in enumerate(batch) for i in members[g]]
-        expand = torch.tensor([r for r, _ in rows])
-        suffixes = [encoded[i][0][cut[i]:] for _, i in rows]
-        s_hidden = s_logp = None
-        if max(map(len, suffixes)) > 0:
-            sx, smask = right_pad([s or [pad] for s in suffixes], pad)
-            for k, s in enumerate(suffixes):
-                smask[k, len(s):] = 0
-            cache = output_cache(o)
-            cache.batch_select_indices(expand.to(device))
-            spos = pos[expand, -1:] + 1 + torch.arange(sx.shape[1])
-            so = lm(input_ids=sx.to(device), attention_mask=torch.cat([mask[expand], smask], 1).to(device),
-                    position_ids=spos.to(device), use_cache=True, output_hidden_states=True, **cache_kwargs(lm, cache))
-            s_hidden = so.hidden_states[-1].float().cpu()
-            s_logp = torch.log_softmax(so.logits.float(), -1).cpu()
-        for k, (r, i) in enumerate(rows):
-            ids, ends = encoded[i]
-            n, lp = cut[i], len(prefixes[batch[r]])
-            col = x.shape[1] - lp  # the prefix's first column (left padding)
-            full = torch.tensor(ids)
-            dist = [p_logp[r, col:col + n]] + ([s_logp[k, :len(ids) - n - 1]] if len(ids) > n else [])
-            hidden = torch.cat([p_hidden[r, col:col + n]] + ([s_hidden[k, :len(ids) - n]] if len(ids) > n else []))
-            dist = torch.cat(dist)[:len(ids) - 1]
-            logp = dist.gather(-1, full[1:, None])[:, 0]
-            out[i] = _feature_rows(hidden, logp, starts[i], ends)
+        for part in cheapest_groups([len(prefixes[g]) for g in batch], CALL_OVERHEAD_TOKENS):
+            part = [batch[j] for j in part]
+            for i, (hidden, logp) in _read_prefixes(lm, tokenizer.pad_token_id, [prefixes[g] for g in part],
+                                                    [members[g] for g in part], encoded, cut):
+                out[i] = _feature_rows(hidden, logp, starts[i], encoded[i][1])
     return out, tokens
+
+
+def _read_prefixes(lm, pad: int, prefixes: list[tuple], members: list[list[int]], encoded: list, cut: list[int]):
+    """Yield (i, (hidden states (tokens, d), log p of tokens 1..)) for each member i of each prefix: the prefixes in
+    one left-padded pass, then the members' own tokens on copies of their prefix's KV cache, in passes of similar
+    length."""
+    device = lm.device
+    x, mask = left_pad([list(p) for p in prefixes], pad)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    o = lm(input_ids=x.to(device), attention_mask=mask.to(device), position_ids=pos.to(device), use_cache=True,
+           output_hidden_states=True)
+    p_hidden = o.hidden_states[-1].float().cpu()
+    p_logp = torch.log_softmax(o.logits.float(), -1).cpu()  # row t: the distribution of token t+1
+    cache = output_cache(o)
+    rows = [(r, i) for r in range(len(prefixes)) for i in members[r]]
+    reading = [k for k, (_, i) in enumerate(rows) if len(encoded[i][0]) > cut[i]]
+    suffix: dict[int, tuple] = {}  # row k -> (hidden, distributions) of its own tokens
+    for sub in cheapest_groups([len(encoded[rows[k][1]][0]) - cut[rows[k][1]] for k in reading], CALL_OVERHEAD_TOKENS):
+        ks = [reading[j] for j in sub]
+        expand = torch.tensor([rows[k][0] for k in ks])
+        sx, smask = right_pad([encoded[rows[k][1]][0][cut[rows[k][1]]:] for k in ks], pad)
+        spos = pos[expand, -1:] + 1 + torch.arange(sx.shape[1])
+        so = lm(input_ids=sx.to(device), attention_mask=torch.cat([mask[expand], smask], 1).to(device),
+                position_ids=spos.to(device), use_cache=True, output_hidden_states=True,
+                **cache_kwargs(lm, select_rows(cache, expand.to(device))))
+        s_hidden = so.hidden_states[-1].float().cpu()
+        s_logp = torch.log_softmax(so.logits.float(), -1).cpu()
+        suffix.update({k: (s_hidden[j], s_logp[j]) for j, k in enumerate(ks)})
+    for k, (r, i) in enumerate(rows):
+        ids, n, col = encoded[i][0], cut[i], x.shape[1] - len(prefixes[r])  # col: the prefix's first column
+        hidden, dist = [p_hidden[r, col:col + n]], [p_logp[r, col:col + n]]
+        if k in suffix:
+            hidden.append(suffix[k][0][:len(ids) - n])
+            dist.append(suffix[k][1][:len(ids) - n - 1])
+        logp = torch.cat(dist)[:len(ids) - 1].gather(-1, torch.tensor(ids)[1:, None])[:, 0]
+        yield i, (torch.cat(hidden), logp)
 
 
 def load_backbone(path: str, device: str = "cpu", dtype: str | None = None, revision: str | None = None):
@@ -258,5 +285,7 @@ class LikelihoodVerifier:
         pairs, index = unique_pairs(prompts, steps)
         feats, tokens = shared_step_features(self.lm, self.tokenizer, [p for p, _ in pairs],
                                              [list(s) for _, s in pairs], self.batch_size, self.progress)
-        scores = [torch.sigmoid(self.head(torch.from_numpy(f))).tolist() if len(f) else [] for f in feats]
+        rows = torch.from_numpy(np.concatenate(feats)) if feats else torch.zeros(0, self.head.mean.numel())
+        values = torch.sigmoid(self.head(rows)).split([len(f) for f in feats])  # one call: ~1,000 solutions a round
+        scores = [v.tolist() for v in values]
         return [scores[i] for i in index], [tokens[i] for i in index]

@@ -53,14 +53,35 @@ def unique_pairs(prompts: list[str], steps: list[list[str]]) -> tuple[list[tuple
 def encode_steps(tokenizer, prompt: str, steps) -> tuple[list[int], list[int]]:
     """Token ids of prompt + completion (with the tokenizer's special tokens) and the index of the token
     that holds the last character of each step, from the fast tokenizer's offsets."""
-    completion = "".join(steps)
-    enc = tokenizer(prompt + completion, return_offsets_mapping=True)
-    ids, offsets = enc["input_ids"], enc["offset_mapping"]
-    positions, t = [], 0
-    for e in (len(prompt) + e for e in step_end_offsets(list(steps))):
-        while t < len(ids) and not (offsets[t][0] <= e < offsets[t][1]):
-            t += 1
-        if t == len(ids):
-            raise ValueError(f"no token covers character {e} of {prompt + completion!r}")
-        positions.append(t)
-    return ids, positions
+    return encode_many(tokenizer, [prompt], [steps])[0]
+
+
+def encode_many(tokenizer, prompts: list[str], steps: list) -> list[tuple[list[int], list[int]]]:
+    """`encode_steps` of every (prompt, steps) pair, in one call of the tokenizer (search scores ~1,000 a round)."""
+    texts = [p + "".join(s) for p, s in zip(prompts, steps)]
+    if not texts:
+        return []
+    out = []
+    for prompt, s, text, (ids, offsets) in zip(prompts, steps, texts, _ids_and_offsets(tokenizer, texts)):
+        positions, t = [], 0
+        for e in (len(prompt) + e for e in step_end_offsets(list(s))):
+            while t < len(ids) and not (offsets[t][0] <= e < offsets[t][1]):
+                t += 1
+            if t == len(ids):
+                raise ValueError(f"no token covers character {e} of {text!r}")
+            positions.append(t)
+        out.append((ids, positions))
+    return out
+
+
+def _ids_and_offsets(tokenizer, texts: list[str]) -> list[tuple[list[int], list]]:
+    """(token ids, character offsets) of each text, special tokens added, as `tokenizer(texts,
+    return_offsets_mapping=True)` gives them. A fast tokenizer's own `encode_batch` is read directly when nothing
+    would pad or truncate: transformers' conversion of each encoding to a dict costs 1.6x the encoding itself (search's
+    ~1,000 candidates a round: 0.10 s of a 64-question beam search's 0.16 s of tokenizing, measured)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if getattr(tokenizer, "is_fast", False) and backend is not None and backend.padding is None \
+            and backend.truncation is None:
+        return [(e.ids, e.offsets) for e in backend.encode_batch(texts)]
+    enc = tokenizer(texts, return_offsets_mapping=True)
+    return list(zip(enc["input_ids"], enc["offset_mapping"]))
