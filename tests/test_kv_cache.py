@@ -33,10 +33,11 @@ def test_a_layer_returns_what_it_was_given_across_buffer_growth_and_row_selectio
     assert torch.equal(got_k, torch.cat([torch.cat(keys, dim=-2)[[3, 1]], k], dim=-2))
 
 
+@pytest.mark.parametrize("max_new_tokens", [40, 5])  # past GROW_BY with the prompt: regrows; within: room to spare
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
 @pytest.mark.parametrize("sampler", ["sample", "sample_shared"])
-def test_samples_are_identical_to_the_library_cache(policy, monkeypatch, sampler, temperature):
-    params = SamplingParams(n=5, temperature=temperature, max_new_tokens=40)  # past GROW_BY with the prompt: regrows
+def test_samples_are_identical_to_the_library_cache(policy, monkeypatch, sampler, temperature, max_new_tokens):
+    params = SamplingParams(n=5, temperature=temperature, max_new_tokens=max_new_tokens)
     monkeypatch.setattr(kv_cache, "GROW_BY", 7)
     ours = getattr(policy, sampler)(PROMPTS, params, seed=3)
     monkeypatch.setattr(policy, "make_cache", lambda config: DynamicCache(config=config))  # the library's, as before
@@ -54,6 +55,9 @@ def test_the_samplers_use_the_growing_cache(policy, monkeypatch):
     policy.sample(PROMPTS[:1], SamplingParams(n=1, max_new_tokens=4), seed=0)
     policy.sample_shared(PROMPTS[:1], SamplingParams(n=2, max_new_tokens=4), seed=0)
     assert len(made) == 2 and all(isinstance(layer, GrowingLayer) for c in made for layer in c.layers)
+    # the shared-prefill loop writes at most 4 tokens after its prompt: its buffers hold that much room, no more
+    prompt_tokens = len(policy.tokenizer(PROMPTS[0]).input_ids)
+    assert all(layer.room == 4 and layer._k.shape[-2] == prompt_tokens + 4 for layer in made[1].layers)
 
 
 def test_models_with_sliding_window_layers_keep_the_library_cache():

@@ -24,7 +24,10 @@ GROW_BY = 64  # tokens of room added when a buffer is full (a solution of the de
 
 
 class GrowingLayer(DynamicLayer):
-    """A `DynamicLayer` whose `keys` / `values` are views of buffers with room for `GROW_BY` more tokens."""
+    """A `DynamicLayer` whose `keys` / `values` are views of buffers with room for `GROW_BY` more tokens (or
+    `room`, set by `reserve_room`)."""
+
+    room: int | None = None
 
     def update(self, key_states, value_states, *args, **kwargs):
         if not self.is_initialized:  # (the library's lazy_initialization differs between releases)
@@ -32,7 +35,7 @@ class GrowingLayer(DynamicLayer):
             self._clear()
         new = key_states.shape[-2]
         if self._k is None or self._len + new > self._k.shape[-2]:
-            self._reserve(self._len + new + GROW_BY, key_states, value_states)
+            self._reserve(self._len + new + self._room(), key_states, value_states)
         self._k[:, :, self._len:self._len + new] = key_states
         self._v[:, :, self._len:self._len + new] = value_states
         self._len += new
@@ -49,6 +52,9 @@ class GrowingLayer(DynamicLayer):
         self._k, self._v = k, v
         self.keys, self.values = k[:, :, :self._len], v[:, :, :self._len]
 
+    def _room(self) -> int:
+        return GROW_BY if self.room is None else self.room
+
     def _rebuild(self):
         """Buffers for `keys` / `values` as a library method left them (other rows, fewer tokens)."""
         if not self.is_initialized or self.keys is None or self.keys.numel() == 0:
@@ -57,7 +63,7 @@ class GrowingLayer(DynamicLayer):
         keys, values = self.keys, self.values
         self._len = keys.shape[-2]
         self._k = self._v = None
-        self._reserve(self._len + GROW_BY, keys, values)
+        self._reserve(self._len + self._room(), keys, values)
 
     # The library's methods replace `keys` / `values` with new tensors; the buffers follow them.
     def batch_select_indices(self, indices):
@@ -104,6 +110,15 @@ def growing_cache(config=None) -> Cache:
     if any(type(layer) is not DynamicLayer for layer in layers):
         return library
     return Cache(layers=[GrowingLayer() for _ in layers])
+
+
+def reserve_room(cache, tokens: int) -> None:
+    """Let the growing layers of the empty `cache` keep room for `tokens` more tokens (at most `GROW_BY`) when they
+    fill: a decode loop that writes at most `tokens` then never regrows, and copies no unused room when it selects
+    rows (search's steps are capped at 17-32 tokens; each selected row copied 64 tokens of room)."""
+    for layer in getattr(cache, "layers", None) or []:
+        if isinstance(layer, GrowingLayer):
+            layer.room = min(tokens, GROW_BY)
 
 
 def stackable(cache) -> bool:

@@ -12,7 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .batching import left_pad, length_batches, padded_groups
-from .kv_cache import growing_cache, stack_left_padded, stackable
+from .kv_cache import growing_cache, reserve_room, stack_left_padded, stackable
 from .models import cache_kwargs, count_params, load_causal_lm, output_cache
 from .policy import SAMPLE_COLUMNS, SamplingParams, derive_seed
 
@@ -91,7 +91,7 @@ class TransformersPolicy:
 
     def _decode_loop(self, ids: list[list[int]], counts: list[int], params: SamplingParams, seed: int):
         tok, device, model = self.tokenizer, self.model.device, self.model
-        logits, cache, mask, pos = self._prefill(ids)
+        logits, cache, mask, pos = self._prefill(ids, room=params.max_new_tokens)
         expand = torch.repeat_interleave(torch.arange(len(ids), device=device), torch.tensor(counts, device=device))
         cache.batch_select_indices(expand)
         logits, mask, last = logits[expand].float(), mask[expand], pos[expand, -1]
@@ -130,15 +130,18 @@ class TransformersPolicy:
             logits = out.logits[:, -1].float()
         return self._finish(torch.stack(new, 1).cpu().numpy(), params, set(stop_ids.tolist()))
 
-    def _prefill(self, ids: list[list[int]]):
+    def _prefill(self, ids: list[list[int]], room: int | None = None):
         """(last-token logits, KV cache, attention mask, position ids) of the left-padded batch `ids`, computed in
-        `padded_groups` of `PREFILL_TOKENS` and stacked (`kv_cache.stack_left_padded`) where the cache allows."""
+        `padded_groups` of `PREFILL_TOKENS` and stacked (`kv_cache.stack_left_padded`) where the cache allows; the
+        cache keeps room for `room` more tokens (`kv_cache.GROW_BY` if None)."""
         device, model = self.model.device, self.model
         x, mask = left_pad(ids, self.tokenizer.pad_token_id)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         x, mask, pos = x.to(device), mask.to(device), pos.to(device)
         groups = padded_groups([len(i) for i in ids], PREFILL_TOKENS)
         cache = self.make_cache(model.config)
+        if room is not None:
+            reserve_room(cache, room)
         if len(groups) == 1 or not stackable(cache):
             out = model(input_ids=x, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1,
                         **cache_kwargs(model, cache))
