@@ -36,7 +36,7 @@ from .checks import check, check_choice, check_int, check_positive
 from .models import count_params
 from .training import quiet_trainer
 from .value_head import HEADS, fit_value_head, load_backbone, save_value_verifier, step_features
-from .verifier import encode_steps
+from .verifier import encode_many
 
 KINDS = ("prm", "orm")
 
@@ -195,8 +195,8 @@ def _train(base, labels, steps, targets, kind, cfg, out_dir, disable_tqdm):
     tokenizer = AutoTokenizer.from_pretrained(base.path, revision=base.revision)
     held = _held_out_questions(labels, cfg)
     items = {True: [], False: []}
-    for qid, prompt, solution, t in zip(labels.qid, labels.prompt, steps, targets):
-        ids, positions = encode_steps(tokenizer, prompt, solution)
+    encoded = encode_many(tokenizer, labels.prompt.tolist(), steps)
+    for qid, solution, t, (ids, positions) in zip(labels.qid, steps, targets, encoded):
         if cfg.label_tokens == "all":  # every token of step i carries step i's target
             starts = [positions[0] - _first_step_len(tokenizer, solution)] + positions[:-1]
             spans = [range(a + 1, b + 1) for a, b in zip(starts, positions)]
